@@ -1,0 +1,1 @@
+//! monitor_service: restarts the processes whose alarm is raised in STATUS_PROCESS.
