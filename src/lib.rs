@@ -1,1 +1,238 @@
 //! monitor_service: restarts the processes whose alarm is raised in STATUS_PROCESS.
+//!
+//! [`run`] is the daemon (and `--once`); `main.rs` only parses arguments, sets up logging and
+//! signals, and maps [`Error`] to an exit code. Tests call [`run`] in-process and cancel the token.
+
+pub mod check;
+pub mod command;
+pub mod config;
+pub mod db;
+pub mod exec;
+pub mod logging;
+pub mod pipeline;
+pub mod procs;
+pub mod source;
+pub mod state;
+pub mod supervisor;
+pub mod systemd;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::Config;
+use db::{Db, DbError};
+use pipeline::{Counts, Pipeline};
+use source::{Trigger, TriggerSource};
+use state::StateDir;
+use supervisor::Supervisor;
+
+/// sysexits codes used by the daemon.
+pub mod exit {
+    /// A procedure failed (`--once`).
+    pub const FAILURE: i32 = 1;
+    /// The database cannot be reached (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: i32 = 69;
+    /// The state directory cannot be created or written (EX_CANTCREAT).
+    pub const CANTCREAT: i32 = 73;
+    /// The account lacks privileges (EX_NOPERM).
+    pub const NOPERM: i32 = 77;
+    /// Invalid configuration (EX_CONFIG).
+    pub const CONFIG: i32 = 78;
+}
+
+/// How long in-flight procedures may take to finish after SIGTERM before they are cut short.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot use the state directory {path}: {source}; create it or set [monitor] state_dir to a writable directory")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{failed} restart procedure(s) failed, {refused} refused, {blocked} blocked by an open circuit breaker")]
+    Procedures {
+        failed: u64,
+        refused: u64,
+        blocked: u64,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::Database(_) => exit::UNAVAILABLE,
+            Error::StateDir { .. } => exit::CANTCREAT,
+            Error::Procedures { .. } => exit::FAILURE,
+        }
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// One sweep, handle what it finds, return.
+    pub once: bool,
+    /// Decide and log, execute nothing, write nothing to the database.
+    pub dry_run: bool,
+}
+
+/// Runs the daemon until `token` is cancelled (or, with `once`, one sweep). Returns what the
+/// procedures came to.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    token: CancellationToken,
+) -> Result<Counts, Error> {
+    let config = Arc::new(config);
+    let state = StateDir::open(&config.monitor.state_dir).map_err(|source| Error::StateDir {
+        path: config.monitor.state_dir.clone(),
+        source,
+    })?;
+    let db = Arc::new(Db::new(&config.database, &config.monitor.history_table));
+
+    if opts.once {
+        db.prepare().await?;
+    } else if !wait_for_database(&db, &token).await {
+        return Ok(Counts::default());
+    }
+
+    // Procedures are cut short only when the grace period after shutdown has passed.
+    let abort = CancellationToken::new();
+    let supervisor = Arc::new(Supervisor::new(
+        config.clone(),
+        db.clone(),
+        state,
+        opts.dry_run,
+        abort.clone(),
+    ));
+    let pipeline = Pipeline::new(
+        supervisor.clone(),
+        config.monitor.max_parallel_restarts,
+        token.clone(),
+    );
+
+    let startup = source::sweep::sweep(&db, TriggerSource::Startup).await;
+    let startup = match startup {
+        Ok(t) => t,
+        Err(e) if opts.once => return Err(e.into()),
+        Err(_) => Vec::new(), // logged by `observe`; the sweep loop retries
+    };
+    info!(
+        database = %db.target(),
+        alarms = startup.len(),
+        check_interval = %format!("{}s", config.monitor.check_interval.as_secs_f64()),
+        dry_run = opts.dry_run,
+        "monitor_service started"
+    );
+    for t in startup {
+        pipeline.submit(t);
+    }
+
+    if opts.once {
+        pipeline.idle().await;
+        pipeline.shutdown().await;
+        let counts = pipeline.counts();
+        drop((pipeline, supervisor));
+        db_close(db).await;
+        return if counts.failed + counts.refused + counts.blocked + counts.unavailable > 0 {
+            Err(Error::Procedures {
+                failed: counts.failed + counts.unavailable,
+                refused: counts.refused,
+                blocked: counts.blocked,
+            })
+        } else {
+            Ok(counts)
+        };
+    }
+
+    for (id, at) in supervisor.open_breakers() {
+        pipeline.recheck_at(id, at);
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Trigger>(1024);
+    let kick = Arc::new(Notify::new());
+    let sweeper = tokio::spawn(source::sweep::run(
+        db.clone(),
+        config.monitor.check_interval,
+        kick.clone(),
+        tx,
+        token.clone(),
+    ));
+    systemd::ready("running");
+
+    loop {
+        tokio::select! {
+            t = rx.recv() => match t {
+                Some(t) => pipeline.submit(t),
+                None => break,
+            },
+            _ = token.cancelled() => break,
+        }
+    }
+
+    systemd::stopping();
+    info!(in_flight = pipeline.busy(), "stopping: no new procedures");
+    if tokio::time::timeout(SHUTDOWN_GRACE, pipeline.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?SHUTDOWN_GRACE, "procedures still running after the grace period; cutting them short");
+        abort.cancel();
+        pipeline.shutdown().await;
+    }
+    let _ = sweeper.await;
+    let counts = pipeline.counts();
+    drop((pipeline, supervisor));
+    info!(
+        succeeded = counts.succeeded,
+        failed = counts.failed,
+        "monitor_service stopped"
+    );
+    db_close(db).await;
+    Ok(counts)
+}
+
+/// Connects and reads the schema facts, retrying with backoff until it works; false when
+/// `token` was cancelled first.
+async fn wait_for_database(db: &Db, token: &CancellationToken) -> bool {
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match db.observe(db.prepare().await) {
+            Ok(()) => return true,
+            Err(e) if !e.is_connectivity() => {
+                warn!(error = %e, "database check failed; retrying");
+            }
+            Err(_) => {}
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = token.cancelled() => return false,
+        }
+    }
+}
+
+async fn db_close(db: Arc<Db>) {
+    if let Ok(db) = Arc::try_unwrap(db) {
+        db.close().await;
+    }
+}

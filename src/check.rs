@@ -1,0 +1,110 @@
+//! `--check-config`: the config is valid (it was loaded), the database is reachable, the
+//! account has its privileges, and the programs the commands name exist on this host.
+
+use std::collections::BTreeSet;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::exec;
+use crate::exit;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Ok(String),
+    Warning(String),
+    Error(String),
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Ok(m) => write!(f, "ok: {m}"),
+            Finding::Warning(m) => write!(f, "warning: {m}"),
+            Finding::Error(m) => write!(f, "error: {m}"),
+        }
+    }
+}
+
+/// What `--check-config` found and the exit code it leads to.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub exit_code: i32,
+}
+
+/// Programs named by the config that are not on this host: warnings, not errors (the config
+/// may be shared by hosts that run different services).
+pub fn missing_programs(config: &Config) -> Vec<Finding> {
+    let mut programs = BTreeSet::new();
+    programs.insert(config.monitor.systemctl.clone());
+    for p in std::iter::once(&config.process_default).chain(config.processes.values()) {
+        for cmd in [
+            &p.pre_restart_command,
+            &Some(p.health_check_command.clone()),
+            &p.start_command,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let prog = cmd.program();
+            if !prog.contains("%s") {
+                programs.insert(prog.to_string());
+            }
+        }
+    }
+    programs
+        .into_iter()
+        .filter(|p| exec::find_program(p).is_none())
+        .map(|p| {
+            Finding::Warning(format!(
+                "program `{p}` named in the config is not found on this host"
+            ))
+        })
+        .collect()
+}
+
+/// Runs every check.
+pub async fn check(config: &Config) -> Report {
+    let mut findings = vec![Finding::Ok(format!(
+        "config {} is valid",
+        config.path.display()
+    ))];
+    findings.extend(missing_programs(config));
+    let db = Db::new(&config.database, &config.monitor.history_table);
+    let mut exit_code = 0;
+    match db.prepare().await {
+        Err(e) => {
+            findings.push(Finding::Error(e.to_string()));
+            exit_code = if e
+                .server_code()
+                .is_some_and(|c| matches!(c, 1142 | 1143 | 1227 | 1044))
+            {
+                exit::NOPERM
+            } else {
+                exit::UNAVAILABLE
+            };
+        }
+        Ok(()) => {
+            findings.push(Finding::Ok(format!("database {} reachable", db.target())));
+            match db.missing_privileges().await {
+                Ok(missing) if missing.is_empty() => findings.push(Finding::Ok(
+                    "the account has the privileges the daemon uses".into(),
+                )),
+                Ok(missing) => {
+                    exit_code = exit::NOPERM;
+                    findings.extend(missing.into_iter().map(Finding::Error));
+                }
+                Err(e) => {
+                    exit_code = exit::UNAVAILABLE;
+                    findings.push(Finding::Error(e.to_string()));
+                }
+            }
+        }
+    }
+    db.close().await;
+    Report {
+        findings,
+        exit_code,
+    }
+}

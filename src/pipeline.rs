@@ -1,0 +1,210 @@
+//! Dispatch of triggers to procedures: one procedure per process at a time (triggers that
+//! arrive meanwhile coalesce into one re-check afterwards), at most `max_parallel_restarts`
+//! at once, and the half-open re-check when a breaker's open period ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use crate::source::{Trigger, TriggerSource};
+use crate::supervisor::{Handled, Supervisor};
+
+/// Counts of what the procedures came to.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub refused: AtomicU64,
+    pub blocked: AtomicU64,
+    pub unavailable: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub refused: u64,
+    pub blocked: u64,
+    pub unavailable: u64,
+}
+
+struct Inner {
+    supervisor: Arc<Supervisor>,
+    /// Processes with a procedure under way; the value is a coalesced trigger that came meanwhile.
+    busy: Mutex<HashMap<i64, Option<TriggerSource>>>,
+    permits: Semaphore,
+    procedures: TaskTracker,
+    timers: TaskTracker,
+    token: CancellationToken,
+    stats: Stats,
+    /// Signalled whenever the last procedure under way ends.
+    idle: Notify,
+}
+
+/// The dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+impl Pipeline {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        max_parallel: usize,
+        token: CancellationToken,
+    ) -> Pipeline {
+        Pipeline {
+            inner: Arc::new(Inner {
+                supervisor,
+                busy: Mutex::new(HashMap::new()),
+                permits: Semaphore::new(max_parallel.max(1)),
+                procedures: TaskTracker::new(),
+                timers: TaskTracker::new(),
+                token,
+                stats: Stats::default(),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Hands a trigger to its process's procedure: starts one, or coalesces into a re-check
+    /// after the one under way. Ignored once shutdown has begun.
+    pub fn submit(&self, trigger: Trigger) {
+        if self.inner.token.is_cancelled() {
+            return;
+        }
+        let id = trigger.process_id;
+        {
+            let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pending) = busy.get_mut(&id) {
+                debug!(process_id = id, trigger = %trigger.source, "procedure under way; coalesced into one re-check");
+                pending.get_or_insert(trigger.source);
+                return;
+            }
+            busy.insert(id, None);
+        }
+        let inner = self.inner.clone();
+        self.inner
+            .procedures
+            .spawn(async move { drive(inner, id, trigger.source).await });
+    }
+
+    /// Submits a [`TriggerSource::Breaker`] re-check for `id` at `at`.
+    pub fn recheck_at(&self, id: i64, at: Instant) {
+        let me = self.clone();
+        let token = self.inner.token.clone();
+        self.inner.timers.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => me.submit(Trigger { process_id: id, source: TriggerSource::Breaker }),
+                _ = token.cancelled() => {}
+            }
+        });
+    }
+
+    /// Waits until no procedure is under way (timers are not waited for).
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.busy() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting work and waits for the procedures under way.
+    pub async fn shutdown(&self) {
+        self.inner.procedures.close();
+        self.inner.timers.close();
+        self.inner.procedures.wait().await;
+        self.inner.timers.wait().await;
+    }
+
+    /// Number of procedures under way or waiting for a slot.
+    pub fn busy(&self) -> usize {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// What the procedures came to so far.
+    pub fn counts(&self) -> Counts {
+        let s = &self.inner.stats;
+        Counts {
+            succeeded: s.succeeded.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            blocked: s.blocked.load(Ordering::Relaxed),
+            unavailable: s.unavailable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs procedures for `id` until no coalesced trigger is left.
+async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
+    let mut source = first;
+    loop {
+        let handled = {
+            let permit = tokio::select! {
+                p = inner.permits.acquire() => p.ok(),
+                _ = inner.token.cancelled() => None,
+            };
+            match permit {
+                Some(_permit) => Some(inner.supervisor.handle(id, source).await),
+                None => None,
+            }
+        };
+        let stats = &inner.stats;
+        match &handled {
+            Some(Handled::Succeeded) => {
+                stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Handled::Failed { reopen_at }) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(at) = reopen_at {
+                    Pipeline {
+                        inner: inner.clone(),
+                    }
+                    .recheck_at(id, *at);
+                }
+            }
+            Some(Handled::Refused) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Handled::Blocked) => {
+                stats.blocked.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Handled::DbUnavailable) => {
+                stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Handled::NotAlarmed | Handled::DryRun) | None => {}
+        }
+        let mut busy = inner.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let next = if inner.token.is_cancelled() || handled.is_none() {
+            None
+        } else {
+            busy.get_mut(&id).and_then(Option::take)
+        };
+        match next {
+            Some(s) => source = s,
+            None => {
+                busy.remove(&id);
+                if busy.is_empty() {
+                    inner.idle.notify_waiters();
+                }
+                return;
+            }
+        }
+    }
+}

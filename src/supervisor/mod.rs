@@ -1,0 +1,489 @@
+//! One restart procedure for one process: breaker, pre-restart command, attempts with health
+//! checks, then the outcome to notes, history, breaker state and the log.
+
+pub mod breaker;
+pub mod health;
+pub mod restart;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::command;
+use crate::config::Config;
+use crate::db::{Db, DbError, HistoryRecord};
+use crate::exec;
+use crate::source::TriggerSource;
+use crate::state::StateDir;
+use breaker::{Breaker, Decision, Policy};
+
+/// Name of the breaker state file in `state_dir`.
+pub const BREAKER_FILE: &str = "breakers";
+
+/// What handling one trigger came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The alarm was not (or no longer) raised: nothing to do.
+    NotAlarmed,
+    /// Refused before anything ran (bad name, no PROCESE row).
+    Refused,
+    /// The breaker is open.
+    Blocked,
+    /// `--dry-run`: decided and logged, nothing done.
+    DryRun,
+    Succeeded,
+    /// Failed; `reopen_at` is set when this failure opened the breaker.
+    Failed {
+        reopen_at: Option<Instant>,
+    },
+    /// The database could not be read; the sweep will try again.
+    DbUnavailable,
+}
+
+/// Runs restart procedures; shared by all pipeline tasks.
+pub struct Supervisor {
+    config: RwLock<Arc<Config>>,
+    db: Arc<Db>,
+    state: StateDir,
+    breakers: Mutex<BTreeMap<i64, Breaker>>,
+    refused: Mutex<HashMap<i64, Vec<u8>>>,
+    dry_run: bool,
+    token: CancellationToken,
+}
+
+/// Result of the restart attempts.
+struct Attempts {
+    result: Result<String, String>,
+    method: Option<restart::Method>,
+    attempts: u32,
+}
+
+impl Supervisor {
+    /// Loads the saved breakers (a corrupt file is reported, moved aside and replaced).
+    pub fn new(
+        config: Arc<Config>,
+        db: Arc<Db>,
+        state: StateDir,
+        dry_run: bool,
+        token: CancellationToken,
+    ) -> Supervisor {
+        let reset = config.monitor.circuit_reset_time;
+        let breakers = load_breakers(&state, reset);
+        Supervisor {
+            config: RwLock::new(config),
+            db,
+            state,
+            breakers: Mutex::new(breakers),
+            refused: Mutex::new(HashMap::new()),
+            dry_run,
+            token,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration (SIGHUP).
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The database handle.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// Breakers that are open now, with the end of their open period (for the re-check timers).
+    pub fn open_breakers(&self) -> Vec<(i64, Instant)> {
+        self.breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(id, b)| match b.state {
+                breaker::State::Open { until, .. } => Some((*id, until)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A copy of every breaker, for status output.
+    pub fn breakers(&self) -> BTreeMap<i64, Breaker> {
+        self.breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Handles one trigger for process `id`: re-reads the row and, if the alarm is raised,
+    /// runs the whole procedure.
+    pub async fn handle(&self, id: i64, source: TriggerSource) -> Handled {
+        let row = match self.db.observe(self.db.process(id).await) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                debug!(process_id = id, trigger = %source, "no STATUS_PROCESS row; nothing to do");
+                return Handled::NotAlarmed;
+            }
+            Err(e) => {
+                if !e.is_connectivity() {
+                    error!(process_id = id, error = %e, "cannot read the process row");
+                }
+                return Handled::DbUnavailable;
+            }
+        };
+        if row.alarma != 1 {
+            debug!(process_id = id, trigger = %source, alarma = row.alarma, "alarm not raised; nothing to do");
+            return Handled::NotAlarmed;
+        }
+        let started_wall = chrono::Local::now().naive_local();
+        let name = match self.check_name(id, row.name, source).await {
+            Some(name) => name,
+            None => return Handled::Refused,
+        };
+
+        let now = Instant::now();
+        let decision = self
+            .breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .check(now);
+        match decision {
+            Decision::Blocked { until, first } => {
+                if first {
+                    let until_s = wall_str(until);
+                    warn!(process = %name, process_id = id, until = %until_s, "circuit breaker open; not restarting until then");
+                    if !self.dry_run {
+                        let notes = format!(
+                            "{} circuit breaker open until {until_s}; not restarted",
+                            stamp()
+                        );
+                        self.write_notes(id, &name, &notes).await;
+                    }
+                } else {
+                    debug!(process = %name, process_id = id, "circuit breaker open; skipped");
+                }
+                return Handled::Blocked;
+            }
+            Decision::Proceed { trial: true } => {
+                info!(process = %name, process_id = id, "circuit breaker half-open: trial restart");
+            }
+            Decision::Proceed { trial: false } => {}
+        }
+
+        let config = self.config();
+        let settings = config.process(&name).clone();
+        if self.dry_run {
+            info!(
+                process = %name,
+                process_id = id,
+                trigger = %source,
+                strategy = %settings.restart_strategy,
+                pre_restart = ?settings.pre_restart_command.as_ref().map(|c| c.render(&name)),
+                health_check = ?settings.health_check_command.render(&name),
+                "dry-run: would restart"
+            );
+            return Handled::DryRun;
+        }
+        info!(process = %name, process_id = id, trigger = %source, strategy = %settings.restart_strategy, "alarm raised; restarting");
+
+        let outcome = self.attempts(&name, &config).await;
+        let finished_wall = chrono::Local::now().naive_local();
+        let max = settings.max_attempts;
+        let (handled, notes, outcome_word) = match &outcome.result {
+            Ok(detail) => {
+                self.update_breaker(id, |b| {
+                    b.record_success();
+                    None::<Instant>
+                });
+                info!(process = %name, process_id = id, detail = %detail, "restarted and healthy");
+                (
+                    Handled::Succeeded,
+                    format!("{} {detail}", stamp()),
+                    "success",
+                )
+            }
+            Err(reason) => {
+                let policy = Policy {
+                    max_failures: config.monitor.max_restart_failures,
+                    reset_after: config.monitor.circuit_reset_time,
+                };
+                let reopen_at =
+                    self.update_breaker(id, |b| b.record_failure(Instant::now(), policy));
+                error!(process = %name, process_id = id, attempts = outcome.attempts, max_attempts = max, reason = %reason, "restart failed; alarm stays raised");
+                let mut notes = format!("{} restart failed: {reason}", stamp());
+                if let Some(until) = reopen_at {
+                    let until_s = wall_str(until);
+                    warn!(process = %name, process_id = id, until = %until_s, failures = policy.max_failures, "circuit breaker open; no restarts until then");
+                    notes = format!("{} failed, circuit open until {until_s}: {reason}", stamp());
+                }
+                (Handled::Failed { reopen_at }, notes, "failed")
+            }
+        };
+        match &handled {
+            Handled::Succeeded => {
+                let db = &self.db;
+                let cleared = (|| async { db.clear_alarm(id, &notes).await })
+                    .retry(write_backoff())
+                    .when(DbError::is_connectivity)
+                    .await;
+                match self.db.observe(cleared) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        info!(process = %name, process_id = id, "alarm was already cleared by someone else")
+                    }
+                    Err(e) => {
+                        error!(process = %name, process_id = id, error = %e, "cannot clear the alarm; the next sweep will check the process again")
+                    }
+                }
+            }
+            _ => self.write_notes(id, &name, &notes).await,
+        }
+        let detail = match &outcome.result {
+            Ok(d) | Err(d) => d.clone(),
+        };
+        self.history(HistoryRecord {
+            process_id: id,
+            process_name: name,
+            started_at: started_wall,
+            finished_at: finished_wall,
+            trigger: source.as_str(),
+            strategy: outcome.method.map(|m| m.as_str().to_string()),
+            attempts: outcome.attempts,
+            outcome: outcome_word,
+            detail,
+        })
+        .await;
+        handled
+    }
+
+    /// Validates the name from PROCESE; refuses (ERROR, note, history) and returns `None` when
+    /// it is missing or outside the allow-list. A refusal is said once per id and name.
+    async fn check_name(
+        &self,
+        id: i64,
+        raw: Option<Vec<u8>>,
+        source: TriggerSource,
+    ) -> Option<String> {
+        let verdict = match &raw {
+            None => Err("no PROCESE row for this process_id".to_string()),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Err(_) => Err(format!("process name {} is not valid UTF-8", escape(bytes))),
+                Ok(s) => command::validate_process_name(s)
+                    .map(|()| s.to_string())
+                    .map_err(|e| format!("process name {}: {e}", escape(bytes))),
+            },
+        };
+        let reason = match verdict {
+            Ok(name) => {
+                self.refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                return Some(name);
+            }
+            Err(reason) => reason,
+        };
+        let key = raw.clone().unwrap_or_default();
+        let repeated = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, key.clone())
+            .is_some_and(|old| old == key);
+        if repeated {
+            debug!(process_id = id, reason = %reason, "still refused");
+            return None;
+        }
+        error!(process_id = id, reason = %reason, "refused: nothing executed");
+        if !self.dry_run {
+            let notes = format!("{} refused, nothing executed: {reason}", stamp());
+            let shown = raw.as_deref().map(escape).unwrap_or_default();
+            self.write_notes(id, &shown, &notes).await;
+            let now = chrono::Local::now().naive_local();
+            self.history(HistoryRecord {
+                process_id: id,
+                process_name: shown,
+                started_at: now,
+                finished_at: now,
+                trigger: source.as_str(),
+                strategy: None,
+                attempts: 0,
+                outcome: "refused",
+                detail: reason,
+            })
+            .await;
+        }
+        None
+    }
+
+    /// Pre-restart command, then up to `max_attempts` restarts each followed by the health check.
+    async fn attempts(&self, name: &str, config: &Config) -> Attempts {
+        let settings = config.process(name);
+        let systemctl = config.monitor.systemctl.as_str();
+        if let Some(pre) = &settings.pre_restart_command {
+            let argv = pre.render(name);
+            let failure = match exec::run(&argv, settings.command_timeout).await {
+                Ok(out) if out.success() => None,
+                Ok(out) => Some(format!("pre-restart command `{pre}` {}", out.describe())),
+                Err(e) => Some(format!("pre-restart command `{pre}` could not run: {e}")),
+            };
+            if let Some(f) = failure {
+                return Attempts {
+                    result: Err(format!("{f}; nothing restarted")),
+                    method: None,
+                    attempts: 0,
+                };
+            }
+        }
+        let max = settings.max_attempts;
+        let mut last = String::from("daemon stopping; not restarted");
+        let mut method = None;
+        let mut done = 0;
+        for attempt in 1..=max {
+            if self.token.is_cancelled() {
+                break;
+            }
+            done = attempt;
+            let t = Instant::now();
+            match restart::restart(name, settings, systemctl).await {
+                Ok(m) => {
+                    method = Some(m);
+                    match health::wait_healthy(
+                        &settings.health_check_command,
+                        name,
+                        t,
+                        settings.health_check_timeout,
+                        settings.command_timeout,
+                        &self.token,
+                    )
+                    .await
+                    {
+                        Ok(took) => {
+                            return Attempts {
+                                result: Ok(format!(
+                                    "restarted via {} (attempt {attempt}/{max}, healthy in {:.1}s)",
+                                    m.as_str(),
+                                    took.as_secs_f64()
+                                )),
+                                method,
+                                attempts: attempt,
+                            }
+                        }
+                        Err(e) => last = format!("attempt {attempt}/{max} via {}: {e}", m.as_str()),
+                    }
+                }
+                Err(e) => last = format!("attempt {attempt}/{max}: {e}"),
+            }
+            warn!(process = %name, attempt, max_attempts = max, reason = %last, "restart attempt failed");
+            if attempt < max {
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.restart_delay) => {}
+                    _ = self.token.cancelled() => {}
+                }
+            }
+        }
+        Attempts {
+            result: Err(last),
+            method,
+            attempts: done,
+        }
+    }
+
+    /// Changes one breaker and saves all of them.
+    fn update_breaker<T>(&self, id: i64, f: impl FnOnce(&mut Breaker) -> T) -> T {
+        let mut book = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(book.entry(id).or_default());
+        if book.get(&id).is_some_and(Breaker::is_default) {
+            book.remove(&id);
+        }
+        let text = breaker::to_text(&book, Instant::now(), SystemTime::now());
+        drop(book);
+        if let Err(e) = self.state.write(BREAKER_FILE, &text) {
+            warn!(file = %self.state.path(BREAKER_FILE).display(), error = %e, "cannot save the circuit breaker state");
+        }
+        out
+    }
+
+    async fn write_notes(&self, id: i64, name: &str, notes: &str) {
+        let db = &self.db;
+        let written = (|| async { db.set_notes(id, notes).await })
+            .retry(write_backoff())
+            .when(DbError::is_connectivity)
+            .await;
+        if let Err(e) = self.db.observe(written) {
+            error!(process = %name, process_id = id, error = %e, "cannot write the notes");
+        }
+    }
+
+    async fn history(&self, rec: HistoryRecord) {
+        if let Err(e) = self.db.observe(self.db.record_history(&rec).await) {
+            warn!(process_id = rec.process_id, error = %e, "cannot write the history row");
+        }
+    }
+}
+
+/// Retries for outcome writes during a short outage (about half a minute in all).
+fn write_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(8)
+        .with_jitter()
+}
+
+fn load_breakers(state: &StateDir, reset: Duration) -> BTreeMap<i64, Breaker> {
+    let text = match state.read(BREAKER_FILE) {
+        Ok(Some(t)) => t,
+        Ok(None) => return BTreeMap::new(),
+        Err(e) => {
+            warn!(file = %state.path(BREAKER_FILE).display(), error = %e, "cannot read the circuit breaker state; starting with all breakers closed");
+            return BTreeMap::new();
+        }
+    };
+    match breaker::from_text(&text, Instant::now(), SystemTime::now(), reset) {
+        Ok(book) => {
+            if !book.is_empty() {
+                info!(breakers = book.len(), "circuit breaker state loaded");
+            }
+            book
+        }
+        Err(e) => {
+            let moved = state.quarantine(BREAKER_FILE);
+            warn!(
+                file = %state.path(BREAKER_FILE).display(),
+                error = %e,
+                moved_to = ?moved.ok(),
+                "corrupt circuit breaker state; moved aside, starting with all breakers closed"
+            );
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Local wall-clock time now, as notes show it.
+fn stamp() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Local wall-clock time of a monotonic deadline.
+fn wall_str(at: Instant) -> String {
+    let wall = breaker::wall_of(at, Instant::now(), SystemTime::now());
+    chrono::DateTime::<chrono::Local>::from(wall)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// Bytes from the database shown safely on one line.
+fn escape(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.escape_ascii())
+}
