@@ -28,16 +28,11 @@ pub async fn wait_healthy(
         let last = match exec::run(&argv, command_timeout).await {
             Ok(out) if out.success() => return Ok(since.elapsed()),
             Ok(out) => {
-                let first_line = out.output.lines().next().unwrap_or("").trim().to_string();
-                if first_line.is_empty() {
-                    format!("health check `{check}` {}", out.describe())
-                } else {
-                    format!("health check `{check}` {}: {first_line}", out.describe())
-                }
+                debug!(process = %name, command = %check, result = %out.describe(), output = %out.output.trim(), "health check not passed yet");
+                format!("health check `{}` {}", check.program(), out.describe())
             }
-            Err(e) => format!("health check `{check}` could not run: {e}"),
+            Err(e) => format!("health check `{}` could not run: {e}", check.program()),
         };
-        debug!(process = %name, result = %last, "health check not passed yet");
         if started.elapsed() + POLL > timeout || token.is_cancelled() {
             return Err(last);
         }

@@ -55,9 +55,10 @@ pub struct Supervisor {
     token: CancellationToken,
 }
 
-/// Result of the restart attempts.
+/// Result of the restart attempts: on success how and how fast, on failure the last reason
+/// (short: it goes into the 100-character notes; the log has the details).
 struct Attempts {
-    result: Result<String, String>,
+    result: Result<Duration, String>,
     method: Option<restart::Method>,
     attempts: u32,
 }
@@ -199,17 +200,24 @@ impl Supervisor {
         let outcome = self.attempts(&name, &config).await;
         let finished_wall = chrono::Local::now().naive_local();
         let max = settings.max_attempts;
-        let (handled, notes, outcome_word) = match &outcome.result {
-            Ok(detail) => {
+        let (handled, notes, outcome_word, detail) = match &outcome.result {
+            Ok(took) => {
                 self.update_breaker(id, |b| {
                     b.record_success();
                     None::<Instant>
                 });
-                info!(process = %name, process_id = id, detail = %detail, "restarted and healthy");
+                let how = outcome.method.map_or("?", restart::Method::as_str);
+                let detail = format!(
+                    "restarted via {how} (attempt {}/{max}, healthy in {:.1}s)",
+                    outcome.attempts,
+                    took.as_secs_f64()
+                );
+                info!(process = %name, process_id = id, method = how, attempt = outcome.attempts, max_attempts = max, healthy_in = %format!("{:.1}s", took.as_secs_f64()), "restarted and healthy");
                 (
                     Handled::Succeeded,
                     format!("{} {detail}", stamp()),
                     "success",
+                    detail,
                 )
             }
             Err(reason) => {
@@ -220,13 +228,23 @@ impl Supervisor {
                 let reopen_at =
                     self.update_breaker(id, |b| b.record_failure(Instant::now(), policy));
                 error!(process = %name, process_id = id, attempts = outcome.attempts, max_attempts = max, reason = %reason, "restart failed; alarm stays raised");
-                let mut notes = format!("{} restart failed: {reason}", stamp());
-                if let Some(until) = reopen_at {
-                    let until_s = wall_str(until);
-                    warn!(process = %name, process_id = id, until = %until_s, failures = policy.max_failures, "circuit breaker open; no restarts until then");
-                    notes = format!("{} failed, circuit open until {until_s}: {reason}", stamp());
-                }
-                (Handled::Failed { reopen_at }, notes, "failed")
+                let detail = match outcome.attempts {
+                    0 => format!("failed: {reason}"),
+                    n => format!("failed after {n}/{max} attempts: {reason}"),
+                };
+                let notes = match reopen_at {
+                    Some(until) => {
+                        let until_s = wall_str(until);
+                        warn!(process = %name, process_id = id, until = %until_s, failures = policy.max_failures, "circuit breaker open; no restarts until then");
+                        format!(
+                            "{} circuit open until {}; failed: {reason}",
+                            stamp(),
+                            short_time(&until_s)
+                        )
+                    }
+                    None => format!("{} restart {detail}", stamp()),
+                };
+                (Handled::Failed { reopen_at }, notes, "failed", detail)
             }
         };
         match &handled {
@@ -248,9 +266,6 @@ impl Supervisor {
             }
             _ => self.write_notes(id, &name, &notes).await,
         }
-        let detail = match &outcome.result {
-            Ok(d) | Err(d) => d.clone(),
-        };
         self.history(HistoryRecord {
             process_id: id,
             process_name: name,
@@ -334,8 +349,18 @@ impl Supervisor {
             let argv = pre.render(name);
             let failure = match exec::run(&argv, settings.command_timeout).await {
                 Ok(out) if out.success() => None,
-                Ok(out) => Some(format!("pre-restart command `{pre}` {}", out.describe())),
-                Err(e) => Some(format!("pre-restart command `{pre}` could not run: {e}")),
+                Ok(out) => {
+                    warn!(process = %name, command = %pre, result = %out.describe(), output = %out.output.trim(), "pre-restart command failed");
+                    Some(format!(
+                        "pre-restart command `{}` {}",
+                        pre.program(),
+                        out.describe()
+                    ))
+                }
+                Err(e) => Some(format!(
+                    "pre-restart command `{}` could not run: {e}",
+                    pre.program()
+                )),
             };
             if let Some(f) = failure {
                 return Attempts {
@@ -370,21 +395,17 @@ impl Supervisor {
                     {
                         Ok(took) => {
                             return Attempts {
-                                result: Ok(format!(
-                                    "restarted via {} (attempt {attempt}/{max}, healthy in {:.1}s)",
-                                    m.as_str(),
-                                    took.as_secs_f64()
-                                )),
+                                result: Ok(took),
                                 method,
                                 attempts: attempt,
                             }
                         }
-                        Err(e) => last = format!("attempt {attempt}/{max} via {}: {e}", m.as_str()),
+                        Err(e) => last = e,
                     }
                 }
-                Err(e) => last = format!("attempt {attempt}/{max}: {e}"),
+                Err(e) => last = e,
             }
-            warn!(process = %name, attempt, max_attempts = max, reason = %last, "restart attempt failed");
+            warn!(process = %name, attempt, max_attempts = max, method = ?method.map(restart::Method::as_str), reason = %last, "restart attempt failed");
             if attempt < max {
                 tokio::select! {
                     _ = tokio::time::sleep(settings.restart_delay) => {}
@@ -473,6 +494,12 @@ fn load_breakers(state: &StateDir, reset: Duration) -> BTreeMap<i64, Breaker> {
 /// Local wall-clock time now, as notes show it.
 fn stamp() -> String {
     chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `HH:MM:SS` of a `YYYY-MM-DD HH:MM:SS` stamp when the date is today, else the whole stamp.
+fn short_time(stamp_s: &str) -> &str {
+    let today = chrono::Local::now().format("%Y-%m-%d ").to_string();
+    stamp_s.strip_prefix(today.as_str()).unwrap_or(stamp_s)
 }
 
 /// Local wall-clock time of a monotonic deadline.

@@ -67,12 +67,11 @@ async fn restart_service(systemctl: &str, unit: &str, timeout: Duration) -> Resu
     ];
     match exec::run(&argv, timeout).await {
         Ok(out) if out.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "`{systemctl} restart {unit}` {}{}",
-            out.describe(),
-            first_line(&out.output)
-        )),
-        Err(e) => Err(format!("`{systemctl} restart {unit}` could not run: {e}")),
+        Ok(out) => {
+            warn!(unit = %unit, result = %out.describe(), output = %out.output.trim(), "`systemctl restart` failed");
+            Err(format!("`systemctl restart {unit}` {}", out.describe()))
+        }
+        Err(e) => Err(format!("`{systemctl}` could not run: {e}")),
     }
 }
 
@@ -144,11 +143,4 @@ fn start_argv(
     Err(format!(
         "cannot start {name}: no start_command in [process.{name}], no running instance to copy the command line from, and {name} is not on PATH"
     ))
-}
-
-fn first_line(output: &str) -> String {
-    match output.lines().map(str::trim).find(|l| !l.is_empty()) {
-        Some(l) => format!(": {l}"),
-        None => String::new(),
-    }
 }

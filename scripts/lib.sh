@@ -1,0 +1,25 @@
+# Shared helpers for scripts/*.sh (sourced, not run).
+
+# Prints a message on stderr.
+log() { printf '%s\n' "$*" >&2; }
+
+# True when the MariaDB server binary is available.
+have_mariadbd() {
+  command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd
+}
+
+# Installs mariadb-server and mariadb-client with apt-get when mariadbd is
+# missing (needs root, Debian/Ubuntu).
+ensure_mariadb() {
+  if have_mariadbd; then
+    return 0
+  fi
+  log "mariadbd not found: installing mariadb-server mariadb-client with apt-get"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y mariadb-server mariadb-client >&2
+}

@@ -1,0 +1,102 @@
+-- monitor_service: database schema, sample rows and the daemon's account.
+--
+-- Safe to run more than once (every statement is idempotent):
+--     mariadb -u <admin-user> -p < sql/setup.sql
+-- (run it as a DBA account that may create databases, users and grants;
+--  the daemon itself never needs such an account).
+--
+-- Server settings the binlog path needs (my.cnf, [mysqld] / [mariadbd]):
+--     log_bin          = mysql-bin   # binary log on
+--     binlog_format    = ROW         # STATEMENT/MIXED carry no row images
+--     binlog_row_image = FULL        # MINIMAL drops the before image columns
+--     server_id        = 1           # any non-zero id, unique in the topology
+-- Without them the daemon warns once and runs on periodic sweeps alone
+-- (or refuses to start with `binlog = on` in config.ini).
+--
+-- Tests apply only the part up to the `@@end-of-schema` marker below, with
+-- the database name replaced; keep statements there ending with `;` at the
+-- end of a line.
+
+CREATE DATABASE IF NOT EXISTS v_process_monitor;
+USE v_process_monitor;
+
+-- Processes the daemon may restart. process_name is the executable name
+-- (matched exactly) and the default systemd unit.
+CREATE TABLE IF NOT EXISTS PROCESE (
+  process_id   INT PRIMARY KEY,
+  process_name VARCHAR(100) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- One row per process: alarma = 1 asks for a restart; the daemon sets it back
+-- to 0 on success and writes the latest outcome into notes. sound is not used
+-- by the daemon.
+CREATE TABLE IF NOT EXISTS STATUS_PROCESS (
+  process_id INT PRIMARY KEY,
+  alarma     TINYINT NOT NULL DEFAULT 0,
+  sound      TINYINT NOT NULL DEFAULT 0,
+  notes      VARCHAR(100),
+  KEY idx_alarma (alarma),
+  FOREIGN KEY (process_id) REFERENCES PROCESE(process_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Optional: one row per restart procedure (the daemon works without it and
+-- says so once). `trigger` is a reserved word: always backquote it.
+--   trigger: binlog, sweep, startup, manual, breaker
+--   outcome: success, failed, refused, skipped
+CREATE TABLE IF NOT EXISTS RESTART_HISTORY (
+  id           BIGINT AUTO_INCREMENT PRIMARY KEY,
+  process_id   INT NOT NULL,
+  process_name VARCHAR(100),
+  started_at   DATETIME(3) NOT NULL,
+  finished_at  DATETIME(3) NOT NULL,
+  `trigger`    VARCHAR(16) NOT NULL,
+  strategy     VARCHAR(16),
+  attempts     INT NOT NULL DEFAULT 0,
+  outcome      VARCHAR(16) NOT NULL,
+  detail       VARCHAR(1000),
+  KEY idx_process_started (process_id, started_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- @@end-of-schema
+
+-- Sample processes (existing rows are left alone).
+INSERT IGNORE INTO PROCESE (process_id, process_name) VALUES
+  (1, 'sshd'),
+  (2, 'crond'),
+  (3, 'httpd'),
+  (4, 'rsyslogd');
+
+INSERT IGNORE INTO STATUS_PROCESS (process_id, alarma, sound, notes) VALUES
+  (1, 0, 0, NULL),
+  (2, 0, 0, NULL),
+  (3, 0, 0, NULL),
+  (4, 0, 0, NULL);
+
+-- @@end-of-samples
+
+-- The daemon's account: least privilege, never root.
+-- CHANGE THE PASSWORD: replace 'change-me' below (or run
+--     ALTER USER 'monitor'@'localhost' IDENTIFIED BY '<a strong password>';
+-- afterwards) and put the same password in config.ini ([database] password,
+-- config.ini mode 600). 'localhost' matches connections over the Unix socket
+-- (and, unless the server runs with skip-name-resolve, TCP from 127.0.0.1).
+-- If the daemon connects over TCP to 127.0.0.1 on a server with
+-- skip-name-resolve, or from another host, create 'monitor'@'127.0.0.1' or
+-- 'monitor'@'<that host>' with the same grants.
+CREATE USER IF NOT EXISTS 'monitor'@'localhost' IDENTIFIED BY 'change-me';
+
+-- Sweeps and outcome writes: read both tables, clear alarms / write notes.
+GRANT SELECT ON v_process_monitor.PROCESE TO 'monitor'@'localhost';
+GRANT SELECT, UPDATE ON v_process_monitor.STATUS_PROCESS TO 'monitor'@'localhost';
+-- Optional history table (write only: one row per restart procedure).
+GRANT INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'localhost';
+
+-- Binlog tailing: REPLICATION SLAVE to register as a replica and read the
+-- stream; BINLOG MONITOR for SHOW MASTER STATUS / SHOW BINLOG STATUS.
+-- On MySQL, BINLOG MONITOR does not exist: use REPLICATION CLIENT instead:
+--     GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'monitor'@'localhost';
+GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'monitor'@'localhost';
+
+-- The daemon also reads information_schema.COLUMNS (column order for the
+-- binlog rows, the real length of notes). No grant is needed: every account
+-- sees the information_schema rows of the tables it has privileges on.

@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests.
+pub mod daemon;
+pub mod db;
+pub mod procs;

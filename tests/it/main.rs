@@ -1,0 +1,14 @@
+//! Integration tests: one test binary, real MariaDB/MySQL server with the
+//! binlog on (see `scripts/testdb.sh`, or set `MONITOR_TEST_DB_URL`), real processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod breaker;
+mod cli;
+mod commands;
+mod harness;
+mod hostile;
+mod notes;
+mod pipeline;
+mod restart;
