@@ -405,7 +405,7 @@ impl Supervisor {
                 }
                 Err(e) => last = e,
             }
-            warn!(process = %name, attempt, max_attempts = max, method = ?method.map(restart::Method::as_str), reason = %last, "restart attempt failed");
+            warn!(process = %name, attempt, max_attempts = max, method = method.map_or("none", restart::Method::as_str), reason = %last, "restart attempt failed");
             if attempt < max {
                 tokio::select! {
                     _ = tokio::time::sleep(settings.restart_delay) => {}

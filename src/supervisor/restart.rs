@@ -141,6 +141,6 @@ fn start_argv(
         return Ok(vec![name.to_string()]);
     }
     Err(format!(
-        "cannot start {name}: no start_command in [process.{name}], no running instance to copy the command line from, and {name} is not on PATH"
+        "cannot start {name}: no start_command, no running instance, not on PATH"
     ))
 }

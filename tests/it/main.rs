@@ -10,5 +10,6 @@ mod commands;
 mod harness;
 mod hostile;
 mod notes;
+mod outage;
 mod pipeline;
 mod restart;

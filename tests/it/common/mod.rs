@@ -2,3 +2,4 @@
 pub mod daemon;
 pub mod db;
 pub mod procs;
+pub mod proxy;
