@@ -22,8 +22,7 @@ async fn breaker_opens_after_max_failures_then_one_trial_and_survives_restart() 
         count = count.display(),
         bin = bin.display()
     );
-    let text = format!("{extra}");
-    let mut config = s.config(&db, &text);
+    let mut config = s.config(&db, &extra);
     config.monitor.check_interval = Duration::from_millis(300);
     config.monitor.max_restart_failures = 2;
     config.monitor.circuit_reset_time = Duration::from_secs(3);

@@ -43,9 +43,9 @@ async fn process_strategy_replaces_the_process_and_clears_the_alarm() {
         "{notes}"
     );
     let history = db
-        .query_strings(&format!(
-            "SELECT CONCAT_WS(',', `trigger`, strategy, attempts, outcome) FROM RESTART_HISTORY WHERE process_id = 1"
-        ))
+        .query_strings(
+            "SELECT CONCAT_WS(',', `trigger`, strategy, attempts, outcome) FROM RESTART_HISTORY WHERE process_id = 1",
+        )
         .await;
     assert_eq!(history, vec!["startup,process,1,success".to_string()]);
     procs::kill_all(&name);
@@ -90,9 +90,7 @@ async fn auto_falls_back_to_process_when_the_service_restart_fails() {
     db.set_alarm(3).await;
     let config = s.config(
         &db,
-        &format!(
-            "[process.default]\nrestart_strategy = auto\nhealth_check_command = pgrep -x %s\n"
-        ),
+        "[process.default]\nrestart_strategy = auto\nhealth_check_command = pgrep -x %s\n",
     );
     let counts = once(config).await.unwrap();
     assert_eq!(counts.succeeded, 1);
