@@ -121,28 +121,10 @@ impl Db {
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(60));
-        let mut opts = OptsBuilder::default()
-            .user(Some(cfg.user.clone()))
-            .pass(cfg.password.as_ref().map(|p| p.expose().to_string()))
-            .db_name(Some(cfg.database.clone()))
-            .pool_opts(pool_opts)
-            .tcp_keepalive(Some(Duration::from_secs(30)));
-        let target = match &cfg.socket {
-            Some(sock) => {
-                opts = opts.socket(Some(sock.display().to_string()));
-                format!("{} (socket)", sock.display())
-            }
-            None => {
-                opts = opts
-                    .ip_or_hostname(cfg.host.clone())
-                    .tcp_port(cfg.port)
-                    .prefer_socket(false);
-                format!("{}:{}", cfg.host, cfg.port)
-            }
-        };
+        let opts = connect_opts(cfg).pool_opts(pool_opts);
         Db {
             pool: Pool::new(opts),
-            target,
+            target: target_of(cfg),
             connect_timeout: cfg.connect_timeout,
             history_table: history_table.to_string(),
             notes_len: AtomicUsize::new(DEFAULT_NOTES_LEN),
@@ -361,6 +343,31 @@ impl Db {
     /// Closes the pool's connections.
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
+    }
+}
+
+/// Connection options for `cfg`: the socket when set, else host:port (never switching to a
+/// socket on its own).
+pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
+    let opts = OptsBuilder::default()
+        .user(Some(cfg.user.clone()))
+        .pass(cfg.password.as_ref().map(|p| p.expose().to_string()))
+        .db_name(Some(cfg.database.clone()))
+        .tcp_keepalive(Some(Duration::from_secs(30)));
+    match &cfg.socket {
+        Some(sock) => opts.socket(Some(sock.display().to_string())),
+        None => opts
+            .ip_or_hostname(cfg.host.clone())
+            .tcp_port(cfg.port)
+            .prefer_socket(false),
+    }
+}
+
+/// Where `cfg` points, for messages (never the password).
+pub fn target_of(cfg: &DatabaseConfig) -> String {
+    match &cfg.socket {
+        Some(sock) => format!("{} (socket)", sock.display()),
+        None => format!("{}:{}", cfg.host, cfg.port),
     }
 }
 

@@ -23,11 +23,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use config::BinlogMode;
 pub use config::Config;
 use db::{Db, DbError};
 use pipeline::{Counts, Pipeline};
+use source::binlog::{self, BinlogSource, Position};
 use source::{Trigger, TriggerSource};
 use state::StateDir;
 use supervisor::Supervisor;
@@ -61,6 +63,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the binlog cannot be followed and [monitor] binlog = on requires it: {0}")]
+    Binlog(String),
     #[error("{failed} restart procedure(s) failed, {refused} refused, {blocked} blocked by an open circuit breaker")]
     Procedures {
         failed: u64,
@@ -76,6 +80,7 @@ impl Error {
             Error::Config(_) => exit::CONFIG,
             Error::Database(_) => exit::UNAVAILABLE,
             Error::StateDir { .. } => exit::CANTCREAT,
+            Error::Binlog(_) => exit::UNAVAILABLE,
             Error::Procedures { .. } => exit::FAILURE,
         }
     }
@@ -109,6 +114,13 @@ pub async fn run(
     } else if !wait_for_database(&db, &token).await {
         return Ok(Counts::default());
     }
+
+    // The binlog position is taken before the start-up sweep, so no change falls between them.
+    let follow = if opts.once {
+        None
+    } else {
+        plan_binlog(&config, &db, &state).await?
+    };
 
     // Procedures are cut short only when the grace period after shutdown has passed.
     let abort = CancellationToken::new();
@@ -169,17 +181,43 @@ pub async fn run(
         db.clone(),
         config.monitor.check_interval,
         kick.clone(),
-        tx,
+        tx.clone(),
         token.clone(),
     ));
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<binlog::BinlogFatal>(1);
+    let binlog_task = follow.map(|(source, start)| {
+        let (tx, kick, token, mode) = (
+            tx.clone(),
+            kick.clone(),
+            token.clone(),
+            config.monitor.binlog,
+        );
+        tokio::spawn(async move {
+            if let Err(fatal) = source.run(start, tx, kick, token).await {
+                if mode == BinlogMode::On {
+                    let _ = fatal_tx.send(fatal).await;
+                } else {
+                    error!(error = %fatal, "binlog source stopped; running on sweeps alone");
+                }
+            }
+        })
+    });
+    drop(tx);
     systemd::ready("running");
 
+    let mut failure = None;
     loop {
         tokio::select! {
             t = rx.recv() => match t {
                 Some(t) => pipeline.submit(t),
                 None => break,
             },
+            Some(fatal) = fatal_rx.recv() => {
+                error!(error = %fatal, "binlog source stopped and [monitor] binlog = on requires it; stopping");
+                failure = Some(Error::Binlog(fatal.to_string()));
+                token.cancel();
+                break;
+            }
             _ = token.cancelled() => break,
         }
     }
@@ -195,6 +233,9 @@ pub async fn run(
         pipeline.shutdown().await;
     }
     let _ = sweeper.await;
+    if let Some(task) = binlog_task {
+        let _ = task.await;
+    }
     let counts = pipeline.counts();
     drop((pipeline, supervisor));
     info!(
@@ -203,7 +244,72 @@ pub async fn run(
         "monitor_service stopped"
     );
     db_close(db).await;
-    Ok(counts)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(counts),
+    }
+}
+
+/// Decides whether to follow the binlog and from where: `off` never; `on` requires it (an error
+/// naming each problem and its fix); `auto` follows it when it can, else says why once and runs
+/// on sweeps. Resumes at the saved position when the server still has it.
+async fn plan_binlog(
+    config: &Config,
+    db: &Db,
+    state: &StateDir,
+) -> Result<Option<(BinlogSource, Position)>, Error> {
+    let mode = config.monitor.binlog;
+    if mode == BinlogMode::Off {
+        info!("binlog = off: running on sweeps alone");
+        return Ok(None);
+    }
+    let readiness = match db.conn().await {
+        Ok(mut conn) => binlog::readiness(&mut conn, &config.database.user)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let problems = match &readiness {
+        Ok(r) if r.ready() => Vec::new(),
+        Ok(r) if r.problems.is_empty() => vec!["the server reports no binlog position".to_string()],
+        Ok(r) => r.problems.clone(),
+        Err(e) => vec![format!("cannot check the binlog settings: {e}")],
+    };
+    let readiness = match readiness {
+        Ok(r) if problems.is_empty() => r,
+        _ => {
+            let all = problems.join("; ");
+            if mode == BinlogMode::On {
+                return Err(Error::Binlog(all));
+            }
+            warn!(problems = %all, "the binlog cannot be followed; running on sweeps alone every check_interval (fix this, or set [monitor] binlog = off)");
+            return Ok(None);
+        }
+    };
+    let source = BinlogSource {
+        db: config.database.clone(),
+        server_id: binlog::server_id(config.monitor.server_id),
+        flavor: readiness.flavor,
+        state: state.clone(),
+        status: Arc::new(std::sync::Mutex::new(binlog::Status::default())),
+    };
+    let current = readiness.position.unwrap_or(Position {
+        file: String::new(),
+        pos: 4,
+        gtid: None,
+    });
+    let start = match source.saved_position() {
+        Some(saved) if readiness.files.contains(&saved.file) => {
+            info!(position = %saved, "resuming the binlog at the saved position");
+            saved
+        }
+        Some(saved) => {
+            warn!(saved = %saved, current = %current, "the saved binlog position is no longer on the server (purged?); starting at the current end, the start-up sweep catches what was missed");
+            current
+        }
+        None => current,
+    };
+    Ok(Some((source, start)))
 }
 
 /// Connects and reads the schema facts, retrying with backoff until it works; false when

@@ -12,8 +12,27 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use crate::source::binlog::{RowChange, RowKind};
 use crate::source::{Trigger, TriggerSource};
 use crate::supervisor::{Handled, Supervisor};
+
+/// What a STATUS_PROCESS row change means: the id of a process whose alarm was just raised.
+/// An insert with `alarma = 1`, or an update whose after-image has `alarma = 1` and whose
+/// before-image did not (a MINIMAL before-image without the column counts as "did not"; the
+/// procedure re-reads the row anyway). Deletes and everything else mean nothing.
+pub fn alarm_raised(change: &RowChange) -> Option<i64> {
+    let after = change.after.as_ref()?;
+    if change.kind == RowKind::Delete || after.int("alarma")? != 1 {
+        return None;
+    }
+    let before = change.before.as_ref();
+    if change.kind == RowKind::Update && before.and_then(|b| b.int("alarma")) == Some(1) {
+        return None;
+    }
+    after
+        .int("process_id")
+        .or_else(|| before.and_then(|b| b.int("process_id")))
+}
 
 /// Counts of what the procedures came to.
 #[derive(Debug, Default)]
@@ -206,5 +225,95 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::binlog::RowImage;
+    use mysql_async::Value;
+
+    fn img(cols: &[(&str, i64)]) -> RowImage {
+        RowImage {
+            columns: cols
+                .iter()
+                .map(|(n, v)| (n.to_string(), Value::Int(*v)))
+                .collect(),
+        }
+    }
+
+    fn change(kind: RowKind, before: Option<RowImage>, after: Option<RowImage>) -> RowChange {
+        RowChange {
+            kind,
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn update_from_zero_to_one_raises() {
+        let c = change(
+            RowKind::Update,
+            Some(img(&[("process_id", 5), ("alarma", 0)])),
+            Some(img(&[("process_id", 5), ("alarma", 1)])),
+        );
+        assert_eq!(alarm_raised(&c), Some(5));
+    }
+
+    #[test]
+    fn update_already_raised_or_cleared_does_not() {
+        let stays = change(
+            RowKind::Update,
+            Some(img(&[("process_id", 5), ("alarma", 1)])),
+            Some(img(&[("process_id", 5), ("alarma", 1)])),
+        );
+        assert_eq!(alarm_raised(&stays), None);
+        let cleared = change(
+            RowKind::Update,
+            Some(img(&[("process_id", 5), ("alarma", 1)])),
+            Some(img(&[("process_id", 5), ("alarma", 0)])),
+        );
+        assert_eq!(alarm_raised(&cleared), None);
+        let other_value = change(
+            RowKind::Update,
+            Some(img(&[("process_id", 5), ("alarma", 0)])),
+            Some(img(&[("process_id", 5), ("alarma", 2)])),
+        );
+        assert_eq!(alarm_raised(&other_value), None);
+    }
+
+    #[test]
+    fn insert_with_alarm_raises_and_delete_does_not() {
+        let ins = change(
+            RowKind::Insert,
+            None,
+            Some(img(&[("process_id", 9), ("alarma", 1)])),
+        );
+        assert_eq!(alarm_raised(&ins), Some(9));
+        let del = change(
+            RowKind::Delete,
+            Some(img(&[("process_id", 9), ("alarma", 1)])),
+            None,
+        );
+        assert_eq!(alarm_raised(&del), None);
+    }
+
+    #[test]
+    fn minimal_images_use_what_they_have() {
+        // MINIMAL: before holds the key only, after only the assigned columns.
+        let c = change(
+            RowKind::Update,
+            Some(img(&[("process_id", 3)])),
+            Some(img(&[("alarma", 1)])),
+        );
+        assert_eq!(alarm_raised(&c), Some(3));
+        // A notes-only update has no alarma in the after image.
+        let notes = change(
+            RowKind::Update,
+            Some(img(&[("process_id", 3)])),
+            Some(img(&[])),
+        );
+        assert_eq!(alarm_raised(&notes), None);
     }
 }

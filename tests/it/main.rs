@@ -4,6 +4,7 @@
 
 mod common;
 
+mod binlog;
 mod breaker;
 mod cli;
 mod commands;

@@ -55,15 +55,22 @@ impl Scratch {
         read_lines(&self.path("systemctl.log"))
     }
 
-    /// Config text for `db` with the daemon's files in this dir; `extra` is appended.
+    /// Config text for `db` with the daemon's files in this dir; `extra` is appended. Each
+    /// config gets its own `server_id`, so daemons of parallel tests never share one.
     pub fn config_text(&self, db: &TestDb, extra: &str) -> String {
+        let password = match &db.password {
+            Some(p) => format!("password = {p}\n"),
+            None => String::new(),
+        };
         format!(
-            "[database]\nhost = {host}\nport = {port}\nuser = root\ndatabase = {name}\nconnect_timeout = 5\n\n\
-             [monitor]\ncheck_interval = 3600\nstate_dir = {state}\nsystemctl = {systemctl}\nmax_parallel_restarts = 4\n\n\
+            "[database]\nhost = {host}\nport = {port}\nuser = {user}\n{password}database = {name}\nconnect_timeout = 5\n\n\
+             [monitor]\ncheck_interval = 3600\nstate_dir = {state}\nsystemctl = {systemctl}\nmax_parallel_restarts = 4\nserver_id = {server_id}\n\n\
              [logging]\nlog_file = {log}\nlevel = debug\n\n{extra}\n",
             host = db.host,
             port = db.port,
             name = db.name,
+            user = db.user,
+            server_id = unique_server_id(),
             state = self.path("state").display(),
             systemctl = self.path("bin/systemctl").display(),
             log = self.path("monitor_service.log").display(),
@@ -82,6 +89,13 @@ impl Scratch {
         );
         loaded.config
     }
+}
+
+/// A replica id no other config of this test process uses (and unlikely in another process).
+pub fn unique_server_id() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    1_000_000 + (std::process::id() % 40_000) * 1000 + N.fetch_add(1, Ordering::Relaxed)
 }
 
 pub fn read_lines(p: &Path) -> Vec<String> {

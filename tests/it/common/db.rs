@@ -34,6 +34,9 @@ pub struct TestDb {
     pub port: u16,
     /// Unix socket of the server when known (the throwaway server's).
     pub socket: Option<PathBuf>,
+    /// Account on the server.
+    pub user: String,
+    pub password: Option<String>,
     /// Pool on `url`.
     pub pool: Pool,
 }
@@ -178,11 +181,25 @@ pub fn schema_statements(db_name: &str) -> Vec<String> {
 impl TestDb {
     /// Creates a fresh database with the schema on the test server.
     pub async fn new() -> TestDb {
-        let server = server().clone();
+        Self::create(server().clone()).await
+    }
+
+    /// Creates a fresh database with the schema on the server at `url`.
+    pub async fn on_server(url: &str, socket: Option<PathBuf>) -> TestDb {
+        Self::create(Server {
+            url: url.to_string(),
+            socket,
+        })
+        .await
+    }
+
+    async fn create(server: Server) -> TestDb {
         let opts = Opts::from_url(&server.url)
             .unwrap_or_else(|e| panic!("bad MONITOR_TEST_DB_URL {:?}: {e}", server.url));
         let host = opts.ip_or_hostname().to_string();
         let port = opts.tcp_port();
+        let user = opts.user().unwrap_or("root").to_string();
+        let password = opts.pass().map(str::to_string);
         let name = unique_name();
 
         let mut conn = Conn::new(opts.clone())
@@ -204,6 +221,8 @@ impl TestDb {
             host,
             port,
             socket: server.socket,
+            user,
+            password,
             pool,
         }
     }

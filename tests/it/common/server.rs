@@ -1,0 +1,118 @@
+//! A throwaway server of the test's own (started by `scripts/testdb.sh` in its own dir), for
+//! tests that kill the server, purge its binlog or change its global settings.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::db::TestDb;
+
+pub struct OwnServer {
+    dir: PathBuf,
+    pub url: String,
+    pub socket: PathBuf,
+    argv: Vec<String>,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testdb(dir: &Path, action: &str) -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/testdb.sh"))
+        .arg(action)
+        .env("MONITOR_TESTDB_DIR", dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "testdb.sh {action} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn export(stdout: &str, key: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("export {key}=")))
+        .map(|v| v.trim_matches('\'').trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+}
+
+impl OwnServer {
+    /// Starts one; `None` (the test is skipped) where this host has no `mariadbd`.
+    pub fn start(tag: &str) -> Option<OwnServer> {
+        let have = Path::new("/usr/sbin/mariadbd").exists()
+            || Command::new("sh")
+                .args(["-c", "command -v mariadbd"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if !have {
+            eprintln!("skipped: this test needs a local mariadbd to kill and restart");
+            return None;
+        }
+        let dir = repo().join(format!("target/own-{tag}-{}", std::process::id()));
+        let out = testdb(&dir, "start");
+        let url = export(&out, "MONITOR_TEST_DB_URL");
+        let socket = PathBuf::from(export(&out, "MONITOR_TEST_DB_SOCKET"));
+        let pid = std::fs::read_to_string(dir.join("mariadbd.pid")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+        let argv = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Some(OwnServer {
+            dir,
+            url,
+            socket,
+            argv,
+        })
+    }
+
+    pub async fn db(&self) -> TestDb {
+        TestDb::on_server(&self.url, Some(self.socket.clone())).await
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("mariadbd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&self) {
+        let pid = self.pid().expect("server pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        for _ in 0..100 {
+            if !monitor_service::procs::is_alive(pid) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server {pid} survived SIGKILL");
+    }
+
+    /// Starts it again on the same data dir and port; waits until it answers.
+    pub async fn restart(&self) {
+        let _ = std::fs::remove_file(&self.socket);
+        monitor_service::procs::spawn_detached(&self.argv, None).unwrap();
+        for _ in 0..300 {
+            if mysql_async::Conn::from_url(&self.url).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not come back");
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        testdb(&self.dir, "stop");
+    }
+}
