@@ -11,6 +11,7 @@ mod commands;
 mod harness;
 mod hostile;
 mod notes;
+mod ops;
 mod outage;
 mod pipeline;
 mod restart;
