@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::config::Config;
+use crate::config::{BinlogMode, Config};
 use crate::db::Db;
 use crate::exec;
 use crate::exit;
+use crate::source::binlog;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,50 @@ pub fn missing_programs(config: &Config) -> Vec<Finding> {
         .collect()
 }
 
+/// The binlog readiness as the daemon would judge it at start-up; the bool is true when
+/// `binlog = on` and it cannot be followed (the daemon would refuse to start).
+async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
+    let mode = config.monitor.binlog;
+    if mode == BinlogMode::Off {
+        return (vec![Finding::Ok("binlog = off: sweeps only".into())], false);
+    }
+    let readiness = match db.conn().await {
+        Ok(mut conn) => binlog::readiness(&mut conn, &config.database.user)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let problems = match readiness {
+        Ok(r) if r.ready() => {
+            let at = r.position.map(|p| p.to_string()).unwrap_or_default();
+            return (
+                vec![Finding::Ok(format!(
+                    "the binlog can be followed (ROW, now at {at}, server_id {})",
+                    binlog::server_id(config.monitor.server_id)
+                ))],
+                false,
+            );
+        }
+        Ok(r) if r.problems.is_empty() => vec!["the server reports no binlog position".into()],
+        Ok(r) => r.problems,
+        Err(e) => vec![format!("cannot check the binlog settings: {e}")],
+    };
+    let on = mode == BinlogMode::On;
+    let findings = problems
+        .into_iter()
+        .map(|p| {
+            if on {
+                Finding::Error(format!("binlog: {p}"))
+            } else {
+                Finding::Warning(format!(
+                    "binlog (the daemon would run on sweeps alone): {p}"
+                ))
+            }
+        })
+        .collect();
+    (findings, on)
+}
+
 /// Runs every check.
 pub async fn check(config: &Config) -> Report {
     let mut findings = vec![Finding::Ok(format!(
@@ -99,6 +144,11 @@ pub async fn check(config: &Config) -> Report {
                     exit_code = exit::UNAVAILABLE;
                     findings.push(Finding::Error(e.to_string()));
                 }
+            }
+            let (binlog_findings, binlog_fatal) = binlog_readiness(config, &db).await;
+            findings.extend(binlog_findings);
+            if binlog_fatal && exit_code == 0 {
+                exit_code = exit::UNAVAILABLE;
             }
         }
     }

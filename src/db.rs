@@ -229,12 +229,27 @@ impl Db {
             .map_err(query_err("the sweep query"))
     }
 
+    /// Number of processes in STATUS_PROCESS and of raised alarms.
+    pub async fn counts(&self) -> Result<(u64, u64), DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<(u64, u64)> =
+            "SELECT COUNT(*), CAST(COALESCE(SUM(alarma = 1), 0) AS UNSIGNED) FROM STATUS_PROCESS"
+                .first(&mut conn)
+                .await
+                .map_err(query_err("counting processes"))?;
+        Ok(row.unwrap_or((0, 0)))
+    }
+
     /// The current row of one process, or `None` when STATUS_PROCESS has no such id.
+    ///
+    /// A locking read: the server sends a transaction's binlog events before its commit is
+    /// visible to plain reads, so a plain read right after a binlog trigger can still see the
+    /// old `alarma = 0`. The shared lock waits for the writer's commit and reads the result.
     pub async fn process(&self, id: i64) -> Result<Option<ProcessRow>, DbError> {
         let mut conn = self.conn().await?;
         let row: Option<(i64, Option<Vec<u8>>)> =
             "SELECT s.alarma, p.process_name FROM STATUS_PROCESS s \
-             LEFT JOIN PROCESE p ON p.process_id = s.process_id WHERE s.process_id = ?"
+             LEFT JOIN PROCESE p ON p.process_id = s.process_id WHERE s.process_id = ? LOCK IN SHARE MODE"
                 .with((id,))
                 .first(&mut conn)
                 .await

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod procs;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod supervisor;
 pub mod systemd;
 
@@ -95,12 +96,32 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
+/// Lets `main.rs` reload the configuration (SIGHUP): each message on `reload` re-reads the
+/// config file; `after_reload` runs with a new valid config (reopen the log, set the level).
+pub struct Hooks {
+    pub reload: mpsc::Receiver<()>,
+    pub after_reload: Box<dyn Fn(&Config) + Send + Sync>,
+}
+
+/// How often the STATUS line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until `token` is cancelled (or, with `once`, one sweep). Returns what the
 /// procedures came to.
 pub async fn run(
     config: Config,
     opts: RunOptions,
     token: CancellationToken,
+) -> Result<Counts, Error> {
+    run_with(config, opts, token, None).await
+}
+
+/// [`run`] with reload hooks.
+pub async fn run_with(
+    config: Config,
+    opts: RunOptions,
+    token: CancellationToken,
+    mut hooks: Option<Hooks>,
 ) -> Result<Counts, Error> {
     let config = Arc::new(config);
     let state = StateDir::open(&config.monitor.state_dir).map_err(|source| Error::StateDir {
@@ -185,6 +206,7 @@ pub async fn run(
         token.clone(),
     ));
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<binlog::BinlogFatal>(1);
+    let binlog_status = follow.as_ref().map(|(source, _)| source.status.clone());
     let binlog_task = follow.map(|(source, start)| {
         let (tx, kick, token, mode) = (
             tx.clone(),
@@ -203,11 +225,40 @@ pub async fn run(
         })
     });
     drop(tx);
-    systemd::ready("running");
+    let status_line = {
+        let (db, supervisor, pipeline) = (db.clone(), supervisor.clone(), pipeline.clone());
+        move || {
+            let (db, supervisor, pipeline, binlog_status) = (
+                db.clone(),
+                supervisor.clone(),
+                pipeline.clone(),
+                binlog_status.clone(),
+            );
+            async move { status_line(&db, &supervisor, &pipeline, binlog_status.as_deref()).await }
+        }
+    };
+    systemd::ready(&status_line().await);
+    let watchdog = systemd::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    let mut status_task: Option<tokio::task::JoinHandle<()>> = None;
 
     let mut failure = None;
     loop {
         tokio::select! {
+            _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::watchdog(),
+            _ = status_tick.tick() => {
+                // The query runs beside the loop, so a slow database never delays dispatch.
+                if status_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    let line = status_line();
+                    status_task = Some(tokio::spawn(async move { systemd::status(&line.await) }));
+                }
+            }
+            Some(()) = async { match hooks.as_mut() { Some(h) => h.reload.recv().await, None => std::future::pending().await } } => {
+                if let Some(h) = &hooks {
+                    reload(&supervisor, h);
+                }
+            }
             t = rx.recv() => match t {
                 Some(t) => pipeline.submit(t),
                 None => break,
@@ -335,6 +386,79 @@ async fn wait_for_database(db: &Db, token: &CancellationToken) -> bool {
             _ = token.cancelled() => return false,
         }
     }
+}
+
+/// Re-reads the config file: a bad one is refused with an ERROR and the old one kept.
+fn reload(supervisor: &Supervisor, hooks: &Hooks) {
+    let current = supervisor.config();
+    match Config::load(&current.path) {
+        Err(e) => {
+            error!(error = %e, "configuration reload failed; keeping the configuration in force")
+        }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                warn!("{w}");
+            }
+            let new = loaded.config;
+            let later = restart_only_changes(&current, &new);
+            if !later.is_empty() {
+                warn!(settings = %later.join(", "), "changed settings that take effect only after a restart of the daemon");
+            }
+            (hooks.after_reload)(&new);
+            supervisor.set_config(Arc::new(new));
+            info!(file = %current.path.display(), "configuration reloaded");
+        }
+    }
+}
+
+/// Settings a reload cannot apply (connections, sources and files are set up at start).
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.monitor, &new.monitor);
+    let (ol, nl) = (&old.logging, &new.logging);
+    [
+        ("[database]", old.database != new.database),
+        ("check_interval", o.check_interval != n.check_interval),
+        ("binlog", o.binlog != n.binlog),
+        ("server_id", o.server_id != n.server_id),
+        (
+            "max_parallel_restarts",
+            o.max_parallel_restarts != n.max_parallel_restarts,
+        ),
+        ("state_dir", o.state_dir != n.state_dir),
+        ("history_table", o.history_table != n.history_table),
+        ("log_file", ol.log_file != nl.log_file),
+        ("max_log_size", ol.max_log_size_kb != nl.max_log_size_kb),
+        (
+            "log_files_to_keep",
+            ol.log_files_to_keep != nl.log_files_to_keep,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect()
+}
+
+/// The STATUS line: e.g. `binlog at mysql-bin.000004:1234 (lag 0s), 12 processes, 1 alarm,
+/// 0 breakers open, 0 restarting`.
+async fn status_line(
+    db: &Db,
+    supervisor: &Supervisor,
+    pipeline: &Pipeline,
+    binlog: Option<&std::sync::Mutex<binlog::Status>>,
+) -> String {
+    let source = match binlog {
+        Some(b) => b.lock().unwrap_or_else(|p| p.into_inner()).summary(),
+        None => "sweeps only".to_string(),
+    };
+    let table = match db.counts().await {
+        Ok((processes, alarms)) => format!("{processes} processes, {alarms} alarms"),
+        Err(_) => "database unreachable".to_string(),
+    };
+    format!(
+        "{source}, {table}, {} breakers open, {} restarting",
+        supervisor.open_breakers().len(),
+        pipeline.busy()
+    )
 }
 
 async fn db_close(db: Arc<Db>) {

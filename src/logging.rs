@@ -2,8 +2,10 @@
 
 use std::fmt::{self, Write as _};
 use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
@@ -18,6 +20,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{reload, Registry};
 
 /// Where and how much to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,14 @@ pub enum LogError {
 #[must_use = "dropping the guard stops and flushes the log writer"]
 pub struct LogGuard {
     _guards: Vec<WorkerGuard>,
+    handle: LogHandle,
+}
+
+impl LogGuard {
+    /// A handle to reopen the file and change the level.
+    pub fn handle(&self) -> LogHandle {
+        self.handle.clone()
+    }
 }
 
 impl fmt::Debug for LogGuard {
@@ -272,37 +283,139 @@ fn parse_level(level: &str) -> Result<&'static str, LogError> {
     }
 }
 
-/// Opens (creating the directory if needed) the rotating log file behind a non-blocking writer.
-fn file_writer(
-    path: &Path,
-    max_size_kb: u64,
+/// The rotating log file, reopened on demand (SIGHUP, or after it could not be written).
+/// A write that fails (disk full, directory gone or unwritable) never stops the daemon: it is
+/// said once on stderr, the line is dropped from the file (stderr still has it), and the next
+/// write tries to open the file again.
+pub struct FileSink {
+    path: PathBuf,
+    max_bytes: usize,
     files_to_keep: usize,
-) -> Result<(tracing_appender::non_blocking::NonBlocking, WorkerGuard), LogError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| LogError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    // file-rotate swallows open errors (and panics on some): check up front.
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| LogError::Open {
+    file: Mutex<Option<FileRotate<AppendCount>>>,
+    failing: AtomicBool,
+}
+
+impl FileSink {
+    fn new(path: &Path, max_size_kb: u64, files_to_keep: usize) -> FileSink {
+        FileSink {
             path: path.to_path_buf(),
-            source,
-        })?;
-    let bytes = usize::try_from(max_size_kb.max(1).saturating_mul(1024)).unwrap_or(usize::MAX);
-    let rotating = FileRotate::new(
-        path,
-        AppendCount::new(files_to_keep),
-        // Rotate after the write that crosses the limit: lines are never split across files.
-        ContentLimit::BytesSurpassed(bytes),
-        Compression::None,
-        None,
-    );
-    Ok(tracing_appender::non_blocking(rotating))
+            max_bytes: usize::try_from(max_size_kb.max(1).saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+            files_to_keep,
+            file: Mutex::new(None),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Opens (creating the directory if needed) the rotating file.
+    fn open(&self) -> Result<FileRotate<AppendCount>, LogError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LogError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        // file-rotate swallows open errors (and panics on some): check up front.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| LogError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(FileRotate::new(
+            &self.path,
+            AppendCount::new(self.files_to_keep),
+            // Rotate after the write that crosses the limit: lines are never split across files.
+            ContentLimit::BytesSurpassed(self.max_bytes),
+            Compression::None,
+            None,
+        ))
+    }
+
+    /// Closes the file; the next line opens it again (after logrotate moved it, say).
+    pub fn reopen(&self) {
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn write_line(&self, buf: &[u8]) {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match file.as_mut() {
+            Some(f) => f.write_all(buf).and_then(|()| f.flush()),
+            None => match self.open() {
+                Ok(mut f) => {
+                    let r = f.write_all(buf).and_then(|()| f.flush());
+                    *file = Some(f);
+                    r
+                }
+                Err(e) => Err(io::Error::other(e.to_string())),
+            },
+        };
+        match result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    eprintln!(
+                        "monitor_service: log file {} is writable again",
+                        self.path.display()
+                    );
+                }
+            }
+            Err(e) => {
+                *file = None;
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "monitor_service: WARNING cannot write the log file {}: {e}; logging to stderr only until it works again",
+                        self.path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `io::Write` for the non-blocking worker thread.
+struct SinkWriter(Arc<FileSink>);
+
+impl io::Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_line(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Changes logging while the daemon runs (SIGHUP).
+#[derive(Clone)]
+pub struct LogHandle {
+    sink: Option<Arc<FileSink>>,
+    filter: Option<reload::Handle<EnvFilter, Registry>>,
+}
+
+impl LogHandle {
+    /// Reopens the log file.
+    pub fn reopen(&self) {
+        if let Some(s) = &self.sink {
+            s.reopen();
+        }
+    }
+
+    /// Sets the level (ignored while `RUST_LOG` decides it).
+    pub fn set_level(&self, level: &str) -> Result<(), LogError> {
+        let level = parse_level(level)?;
+        if let Some(f) = &self.filter {
+            if std::env::var("RUST_LOG").map_or(true, |v| v.trim().is_empty()) {
+                f.reload(EnvFilter::new(level))
+                    .map_err(|e| LogError::InvalidFilter {
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn build_with_filter(
@@ -310,11 +423,20 @@ fn build_with_filter(
     filter: EnvFilter,
 ) -> Result<(impl Subscriber + Send + Sync, LogGuard), LogError> {
     let mut guards = Vec::new();
+    let (filter, filter_handle) = reload::Layer::new(filter);
 
+    let mut sink = None;
     let file_layer = match &settings.file {
         Some(path) => {
-            let (writer, guard) = file_writer(path, settings.max_size_kb, settings.files_to_keep)?;
+            let s = Arc::new(FileSink::new(
+                path,
+                settings.max_size_kb,
+                settings.files_to_keep,
+            ));
+            *s.file.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.open()?);
+            let (writer, guard) = tracing_appender::non_blocking(SinkWriter(s.clone()));
             guards.push(guard);
+            sink = Some(s);
             Some(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
@@ -338,7 +460,17 @@ fn build_with_filter(
         .with(filter)
         .with(file_layer)
         .with(stderr_layer);
-    Ok((subscriber, LogGuard { _guards: guards }))
+    let handle = LogHandle {
+        sink,
+        filter: Some(filter_handle),
+    };
+    Ok((
+        subscriber,
+        LogGuard {
+            _guards: guards,
+            handle,
+        },
+    ))
 }
 
 /// Builds the subscriber without installing it (tests use `tracing::subscriber::with_default`).

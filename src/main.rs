@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use monitor_service::logging::{self, LogSettings};
-use monitor_service::{check, exit, run, Config, RunOptions};
+use monitor_service::{check, exit, run_with, status, Config, Hooks, RunOptions};
 
 /// Keeps critical processes alive: restarts a process when its alarm is raised in
 /// STATUS_PROCESS (seen within milliseconds through the binlog, and by a periodic sweep).
@@ -17,10 +18,10 @@ use monitor_service::{check, exit, run, Config, RunOptions};
 #[command(name = "monitor_service", version, about, long_about = None)]
 struct Cli {
     /// Configuration file [default: $MONITOR_SERVICE_CONFIG, else /opt/monitor_service/config.ini]
-    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    #[arg(short = 'c', long = "config", value_name = "PATH", global = true)]
     config: Option<PathBuf>,
-    /// Validate the config, database access, privileges and programs, then exit
-    #[arg(long)]
+    /// Validate the config, database access, privileges, binlog readiness and programs, then exit
+    #[arg(long, conflicts_with = "once")]
     check_config: bool,
     /// Do one sweep, handle what it finds, then exit (non-zero when any procedure failed)
     #[arg(long)]
@@ -28,6 +29,18 @@ struct Cli {
     /// Decide and log everything, but execute nothing and write nothing to the database
     #[arg(long)]
     dry_run: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show processes, alarms, circuit breakers, last restarts and notes
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +65,26 @@ fn main() -> ExitCode {
         }
     };
 
+    if let Some(Command::Status { json }) = cli.command {
+        return match runtime.block_on(status::collect(&loaded.config)) {
+            Ok((rows, remarks)) => {
+                if json {
+                    print!("{}", status::json(&rows));
+                } else {
+                    print!("{}", status::table(&rows));
+                }
+                for r in remarks {
+                    eprintln!("monitor_service: {r}");
+                }
+                code(0)
+            }
+            Err(e) => {
+                eprintln!("monitor_service: {e}");
+                code(exit::UNAVAILABLE)
+            }
+        };
+    }
+
     if cli.check_config {
         for w in &loaded.warnings {
             println!("warning: {w}");
@@ -71,7 +104,7 @@ fn main() -> ExitCode {
         level: config.logging.level.as_filter().to_string(),
         stderr: true,
     };
-    let _guard = match logging::init(&settings) {
+    let guard = match logging::init(&settings) {
         Ok(g) => Some(g),
         Err(e) => {
             eprintln!("monitor_service: WARNING {e}; logging to stderr only");
@@ -91,21 +124,36 @@ fn main() -> ExitCode {
         once: cli.once,
         dry_run: cli.dry_run,
     };
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let log = guard.as_ref().map(logging::LogGuard::handle);
+    let hooks = Hooks {
+        reload: reload_rx,
+        after_reload: Box::new(move |c: &Config| {
+            if let Some(log) = &log {
+                log.reopen();
+                if let Err(e) = log.set_level(c.logging.level.as_filter()) {
+                    warn!(error = %e, "cannot change the log level");
+                }
+            }
+        }),
+    };
     let result = runtime.block_on(async {
-        tokio::spawn(signals(token.clone()));
-        run(config, opts, token).await
+        tokio::spawn(signals(token.clone(), reload_tx));
+        run_with(config, opts, token, Some(hooks)).await
     });
-    match result {
-        Ok(_) => code(0),
+    let exit_code = match result {
+        Ok(_) => 0,
         Err(e) => {
             error!(error = %e, "monitor_service stopped with an error");
-            code(e.exit_code())
+            e.exit_code()
         }
-    }
+    };
+    drop(guard);
+    code(exit_code)
 }
 
-/// SIGTERM and SIGINT begin a graceful stop; SIGHUP is acknowledged.
-async fn signals(token: CancellationToken) {
+/// SIGTERM and SIGINT begin a graceful stop; SIGHUP asks for a configuration reload.
+async fn signals(token: CancellationToken, reload: mpsc::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -119,7 +167,10 @@ async fn signals(token: CancellationToken) {
         tokio::select! {
             _ = term.recv() => { info!(signal = "SIGTERM", "stopping"); token.cancel(); }
             _ = int.recv() => { info!(signal = "SIGINT", "stopping"); token.cancel(); }
-            _ = hup.recv() => { warn!(signal = "SIGHUP", "configuration reload is not supported yet; restart the daemon to apply changes"); }
+            _ = hup.recv() => {
+                info!(signal = "SIGHUP", "reloading the configuration and reopening the log");
+                let _ = reload.try_send(());
+            }
         }
     }
 }

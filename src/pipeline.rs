@@ -61,6 +61,8 @@ struct Inner {
     permits: Semaphore,
     procedures: TaskTracker,
     timers: TaskTracker,
+    /// Cancelled at shutdown (and with `token`): pending re-check timers end.
+    timers_stop: CancellationToken,
     token: CancellationToken,
     stats: Stats,
     /// Signalled whenever the last procedure under way ends.
@@ -86,6 +88,7 @@ impl Pipeline {
                 permits: Semaphore::new(max_parallel.max(1)),
                 procedures: TaskTracker::new(),
                 timers: TaskTracker::new(),
+                timers_stop: token.child_token(),
                 token,
                 stats: Stats::default(),
                 idle: Notify::new(),
@@ -118,7 +121,7 @@ impl Pipeline {
     /// Submits a [`TriggerSource::Breaker`] re-check for `id` at `at`.
     pub fn recheck_at(&self, id: i64, at: Instant) {
         let me = self.clone();
-        let token = self.inner.token.clone();
+        let token = self.inner.timers_stop.clone();
         self.inner.timers.spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep_until(at.into()) => me.submit(Trigger { process_id: id, source: TriggerSource::Breaker }),
@@ -140,10 +143,11 @@ impl Pipeline {
         }
     }
 
-    /// Stops accepting work and waits for the procedures under way.
+    /// Stops accepting work, drops pending re-check timers and waits for the procedures under way.
     pub async fn shutdown(&self) {
         self.inner.procedures.close();
         self.inner.timers.close();
+        self.inner.timers_stop.cancel();
         self.inner.procedures.wait().await;
         self.inner.timers.wait().await;
     }

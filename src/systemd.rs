@@ -19,6 +19,16 @@ pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
+/// How often to ping the watchdog (half of `WatchdogSec`), when systemd asked for pings.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    sd_notify::watchdog_enabled().map(|d| d / 2)
+}
+
+/// The main loop is alive.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
+
 /// Shutdown has begun.
 pub fn stopping() {
     send(&[NotifyState::Stopping]);

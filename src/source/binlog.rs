@@ -326,7 +326,7 @@ impl Status {
         match (&self.position, self.connected) {
             (Some(p), true) => format!("binlog at {p} (lag {}s)", self.lag_seconds.unwrap_or(0)),
             (Some(p), false) => format!("binlog disconnected (last at {p})"),
-            (None, _) => "binlog not connected".to_string(),
+            (None, _) => "binlog connecting".to_string(),
         }
     }
 }
@@ -410,9 +410,14 @@ impl BinlogSource {
             .without_max_times();
         let mut backoff = backoff_builder.build();
         let mut pos = start;
+        // The start-up sweep ran after `start` was taken; later connects each need a sweep.
+        let mut first = true;
         loop {
             let began = Instant::now();
-            let end = self.follow(&mut pos, &tx, &kick, &token).await;
+            let end = self
+                .follow(&mut pos, &tx, (!first).then_some(&*kick), &token)
+                .await;
+            first = false;
             self.set_status(|s| s.connected = false);
             self.save(&pos);
             let reason = match end {
@@ -442,7 +447,7 @@ impl BinlogSource {
         &self,
         pos: &mut Position,
         tx: &mpsc::Sender<Trigger>,
-        kick: &Notify,
+        kick: Option<&Notify>,
         token: &CancellationToken,
     ) -> End {
         let opts = db::connect_opts(&self.db);
@@ -493,7 +498,9 @@ impl BinlogSource {
             s.connected = true;
             s.position = Some(pos.clone());
         });
-        kick.notify_one();
+        if let Some(kick) = kick {
+            kick.notify_one();
+        }
 
         let mut table_id: Option<u64> = None;
         let mut mapped_ids: HashSet<u64> = HashSet::new();

@@ -420,7 +420,7 @@ impl Supervisor {
         }
     }
 
-    /// Changes one breaker and saves all of them.
+    /// Changes one breaker and saves all of them (under the lock, so saves never interleave).
     fn update_breaker<T>(&self, id: i64, f: impl FnOnce(&mut Breaker) -> T) -> T {
         let mut book = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         let out = f(book.entry(id).or_default());
@@ -428,7 +428,6 @@ impl Supervisor {
             book.remove(&id);
         }
         let text = breaker::to_text(&book, Instant::now(), SystemTime::now());
-        drop(book);
         if let Err(e) = self.state.write(BREAKER_FILE, &text) {
             warn!(file = %self.state.path(BREAKER_FILE).display(), error = %e, "cannot save the circuit breaker state");
         }

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod harness;
 mod hostile;
+mod lifecycle;
 mod notes;
 mod ops;
 mod outage;
