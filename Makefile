@@ -2,7 +2,11 @@
 #             extra cargo test args: make test ARGS="-- --nocapture"
 # make demo   the daemon against a throwaway MariaDB and three demo processes
 # make build  release build: target/release/monitor_service
-.PHONY: test demo build fmt clippy
+# make rpm    RPM package in target/packages/ (installs cargo-generate-rpm when missing)
+# make deb    Debian package in target/packages/ (installs cargo-deb when missing)
+# make packages  both; make check-packages  both, then check their contents
+#             (target/ is $CARGO_TARGET_DIR when set; docs/PACKAGES.md)
+.PHONY: test demo build fmt clippy rpm deb packages check-packages
 
 test:
 	scripts/test.sh $(ARGS)
@@ -18,3 +22,15 @@ fmt:
 
 clippy:
 	cargo clippy --all-targets -- -D warnings
+
+rpm:
+	scripts/package.sh rpm
+
+deb:
+	scripts/package.sh deb
+
+packages:
+	scripts/package.sh all
+
+check-packages:
+	scripts/check-packages.sh

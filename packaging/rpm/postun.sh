@@ -1,0 +1,17 @@
+# monitor_service %postun ($1: 0 = erase, 1 or more = upgrade).
+# The unit file changed or is gone: reload systemd. After an upgrade a
+# running daemon is restarted on the new binary (a stopped one stays
+# stopped; processes it started keep running, KillMode=process).
+# On erase a modified config.ini is kept as config.ini.rpmsave, and the
+# state in /var/lib/monitor_service and the log file are kept; directories
+# left empty are removed (the package cannot own directories).
+if [ "$1" -eq 0 ]; then
+    rmdir /usr/share/monitor_service /opt/monitor_service /var/lib/monitor_service 2>/dev/null || :
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+    if [ "$1" -ge 1 ]; then
+        systemctl try-restart monitor_service.service >/dev/null 2>&1 || :
+    fi
+fi
+exit 0
