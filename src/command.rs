@@ -120,6 +120,40 @@ pub fn split_words(s: &str) -> Result<Vec<String>, SplitError> {
     Ok(words)
 }
 
+/// Quotes `word` so that [`split_words`] reads it back as exactly one word
+/// equal to `word`: plain words stay as they are, anything else goes in
+/// single quotes (a `'` inside becomes `'\''`). Used to show argv in messages
+/// in a form that can be pasted back into the config.
+pub fn quote_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| !c.is_whitespace() && !matches!(c, '\'' | '"' | '\\'));
+    if plain {
+        return word.to_string();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// [`quote_word`] for each word, separated by single spaces.
+pub fn join_words<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| quote_word(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A command from the config, already split into words. `%s` inside any
 /// word stands for the process name and is substituted after splitting, so a
 /// name can never add words or change how the command is parsed.
@@ -232,6 +266,13 @@ pub enum NameError {
         /// The name.
         name: String,
     },
+    /// `.` or `..`: a path component that `%s` inside a path would turn into
+    /// path traversal (`/opt/%s/run` with `..` is `/opt/../run`).
+    #[error("process name {name:?} is a path component ('.' or '..'), which commands using %s in a path would follow: rename the process")]
+    DotName {
+        /// The name.
+        name: String,
+    },
     /// Contains a character outside the allow-list.
     #[error(
         "process name {name:?} contains character {ch:?} at position {position}: only letters, digits and _ . @ : + - are allowed"
@@ -251,7 +292,7 @@ fn is_allowed_name_char(c: char) -> bool {
 }
 
 /// True when `name` may be used in commands: 1 to 100 characters from
-/// `[A-Za-z0-9_.@:+-]`, not starting with `-`.
+/// `[A-Za-z0-9_.@:+-]`, not starting with `-`, and not `.` or `..`.
 pub fn is_valid_process_name(name: &str) -> bool {
     validate_process_name(name).is_ok()
 }
@@ -285,6 +326,11 @@ pub fn validate_process_name(name: &str) -> Result<(), NameError> {
             name: name.to_string(),
             ch,
             position,
+        });
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::DotName {
+            name: name.to_string(),
         });
     }
     Ok(())
@@ -466,6 +512,9 @@ mod tests {
             "A",
             "0",
             "a-",
+            "...",
+            ".x",
+            "x..",
             &"a".repeat(100),
         ] {
             assert!(is_valid_process_name(name), "{name:?}");
@@ -499,6 +548,8 @@ mod tests {
             "a\"b",
             "a\\b",
             "%s",
+            ".",
+            "..",
         ] {
             assert!(!is_valid_process_name(name), "{name:?}");
             assert!(validate_process_name(name).is_err(), "{name:?}");

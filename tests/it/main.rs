@@ -14,4 +14,5 @@ mod notes;
 mod ops;
 mod outage;
 mod pipeline;
+mod props;
 mod restart;
