@@ -287,6 +287,24 @@ pub enum NameError {
     },
 }
 
+impl NameError {
+    /// Why, in a few words and without the name, for the 100-character notes (where the
+    /// name itself, possibly 100 characters, would crowd out the reason).
+    pub fn brief(&self) -> String {
+        match self {
+            NameError::Empty => "empty name".to_string(),
+            NameError::TooLong { len, .. } => {
+                format!("name too long ({len} chars, max {MAX_PROCESS_NAME_LEN})")
+            }
+            NameError::LeadingDash { .. } => "name starts with '-'".to_string(),
+            NameError::DotName { name } => format!("name is {name:?}"),
+            NameError::BadChar { ch, position, .. } => {
+                format!("bad character {ch:?} at position {position}")
+            }
+        }
+    }
+}
+
 fn is_allowed_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | ':' | '+' | '-')
 }
@@ -584,6 +602,29 @@ mod tests {
         assert!(m.contains("'/'") && m.contains("position 0"), "{m}");
         let m = validate_process_name("café").unwrap_err().to_string();
         assert!(m.contains("'é'") && m.contains("position 3"), "{m}");
+    }
+
+    #[test]
+    fn brief_reasons_are_short_and_safe() {
+        for name in [
+            "",
+            "-rf",
+            ".",
+            "..",
+            &"a".repeat(101),
+            "x;touch /tmp/pwned",
+            "a\nb",
+            "\u{1b}[31m",
+            &format!("{}\0", "a".repeat(99)),
+        ] {
+            let b = validate_process_name(name).unwrap_err().brief();
+            assert!(b.len() <= 50, "{b:?}");
+            assert!(!b.chars().any(char::is_control), "{b:?}");
+        }
+        assert_eq!(
+            validate_process_name("x;y").unwrap_err().brief(),
+            "bad character ';' at position 1"
+        );
     }
 
     #[test]

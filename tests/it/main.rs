@@ -16,3 +16,4 @@ mod outage;
 mod pipeline;
 mod props;
 mod restart;
+mod rows;
