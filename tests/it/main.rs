@@ -17,3 +17,4 @@ mod pipeline;
 mod props;
 mod restart;
 mod rows;
+mod secrets;
