@@ -297,7 +297,7 @@ impl NameError {
                 format!("name too long ({len} chars, max {MAX_PROCESS_NAME_LEN})")
             }
             NameError::LeadingDash { .. } => "name starts with '-'".to_string(),
-            NameError::DotName { name } => format!("name is {name:?}"),
+            NameError::DotName { name } => format!("name {name:?} is a path component"),
             NameError::BadChar { ch, position, .. } => {
                 format!("bad character {ch:?} at position {position}")
             }

@@ -400,3 +400,43 @@ async fn non_utf8_and_overlong_names_from_a_binary_column() {
     };
     run_corpus(corpus, &canary, &s).await;
 }
+
+/// The note (100 characters) says why a name was refused, however long the name. Today the
+/// note starts with the whole escaped name and then repeats it, so the reason is cut off for
+/// 67 of the 72 names of the corpus. Needs `src/supervisor/mod.rs` `check_name` to put
+/// `NameError::brief()` before the name in the note (see the report); un-ignore then.
+#[ignore = "notes cut before the reason: needs the brief reason first in the supervisor's note"]
+#[tokio::test(flavor = "multi_thread")]
+async fn refusal_notes_say_why_within_100_characters() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    let long = "/opt/some/long/path/to/a/program/that/someone/put/into/the/name/column";
+    let cases: Vec<(String, &str)> = vec![
+        (format!("x;touch {long}"), "bad character ';' at position 1"),
+        (
+            format!("{}$", "a".repeat(99)),
+            "bad character '$' at position 99",
+        ),
+        (format!("-{}", "a".repeat(99)), "starts with '-'"),
+        ("..".to_string(), "path component"),
+        (String::new(), "empty name"),
+        (
+            format!("nginx\n{long}"),
+            "bad character '\\n' at position 5",
+        ),
+    ];
+    for (i, (name, _)) in cases.iter().enumerate() {
+        db.add_process(10 + i as i64, name).await;
+        db.set_alarm(10 + i as i64).await;
+    }
+    s.fake_systemctl(0, "loaded");
+    once(s.config(&db, "")).await.unwrap_err();
+    for (i, (name, why)) in cases.iter().enumerate() {
+        let notes = db.row(10 + i as i64).await.1.unwrap();
+        assert!(
+            notes.contains("refused, nothing executed") && notes.contains(why),
+            "{name:?}: note {notes:?} does not say {why:?}"
+        );
+    }
+    db.drop_db().await;
+}
