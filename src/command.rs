@@ -120,6 +120,40 @@ pub fn split_words(s: &str) -> Result<Vec<String>, SplitError> {
     Ok(words)
 }
 
+/// Quotes `word` so that [`split_words`] reads it back as exactly one word
+/// equal to `word`: plain words stay as they are, anything else goes in
+/// single quotes (a `'` inside becomes `'\''`). Used to show argv in messages
+/// in a form that can be pasted back into the config.
+pub fn quote_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| !c.is_whitespace() && !matches!(c, '\'' | '"' | '\\'));
+    if plain {
+        return word.to_string();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// [`quote_word`] for each word, separated by single spaces.
+pub fn join_words<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| quote_word(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A command from the config, already split into words. `%s` inside any
 /// word stands for the process name and is substituted after splitting, so a
 /// name can never add words or change how the command is parsed.
@@ -232,6 +266,13 @@ pub enum NameError {
         /// The name.
         name: String,
     },
+    /// `.` or `..`: a path component that `%s` inside a path would turn into
+    /// path traversal (`/opt/%s/run` with `..` is `/opt/../run`).
+    #[error("process name {name:?} is a path component ('.' or '..'), which commands using %s in a path would follow: rename the process")]
+    DotName {
+        /// The name.
+        name: String,
+    },
     /// Contains a character outside the allow-list.
     #[error(
         "process name {name:?} contains character {ch:?} at position {position}: only letters, digits and _ . @ : + - are allowed"
@@ -246,12 +287,30 @@ pub enum NameError {
     },
 }
 
+impl NameError {
+    /// Why, in a few words and without the name, for the 100-character notes (where the
+    /// name itself, possibly 100 characters, would crowd out the reason).
+    pub fn brief(&self) -> String {
+        match self {
+            NameError::Empty => "empty name".to_string(),
+            NameError::TooLong { len, .. } => {
+                format!("name too long ({len} chars, max {MAX_PROCESS_NAME_LEN})")
+            }
+            NameError::LeadingDash { .. } => "name starts with '-'".to_string(),
+            NameError::DotName { name } => format!("name {name:?} is a path component"),
+            NameError::BadChar { ch, position, .. } => {
+                format!("bad character {ch:?} at position {position}")
+            }
+        }
+    }
+}
+
 fn is_allowed_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | ':' | '+' | '-')
 }
 
 /// True when `name` may be used in commands: 1 to 100 characters from
-/// `[A-Za-z0-9_.@:+-]`, not starting with `-`.
+/// `[A-Za-z0-9_.@:+-]`, not starting with `-`, and not `.` or `..`.
 pub fn is_valid_process_name(name: &str) -> bool {
     validate_process_name(name).is_ok()
 }
@@ -285,6 +344,11 @@ pub fn validate_process_name(name: &str) -> Result<(), NameError> {
             name: name.to_string(),
             ch,
             position,
+        });
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::DotName {
+            name: name.to_string(),
         });
     }
     Ok(())
@@ -466,6 +530,9 @@ mod tests {
             "A",
             "0",
             "a-",
+            "...",
+            ".x",
+            "x..",
             &"a".repeat(100),
         ] {
             assert!(is_valid_process_name(name), "{name:?}");
@@ -499,6 +566,8 @@ mod tests {
             "a\"b",
             "a\\b",
             "%s",
+            ".",
+            "..",
         ] {
             assert!(!is_valid_process_name(name), "{name:?}");
             assert!(validate_process_name(name).is_err(), "{name:?}");
@@ -533,6 +602,29 @@ mod tests {
         assert!(m.contains("'/'") && m.contains("position 0"), "{m}");
         let m = validate_process_name("café").unwrap_err().to_string();
         assert!(m.contains("'é'") && m.contains("position 3"), "{m}");
+    }
+
+    #[test]
+    fn brief_reasons_are_short_and_safe() {
+        for name in [
+            "",
+            "-rf",
+            ".",
+            "..",
+            &"a".repeat(101),
+            "x;touch /tmp/pwned",
+            "a\nb",
+            "\u{1b}[31m",
+            &format!("{}\0", "a".repeat(99)),
+        ] {
+            let b = validate_process_name(name).unwrap_err().brief();
+            assert!(b.len() <= 50, "{b:?}");
+            assert!(!b.chars().any(char::is_control), "{b:?}");
+        }
+        assert_eq!(
+            validate_process_name("x;y").unwrap_err().brief(),
+            "bad character ';' at position 1"
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(Box<InvalidValue>),
     /// A section header is not allowed, e.g. a bad process name.
-    #[error("{}:{line}: [{section}] {reason}", .path.display())]
+    #[error("{}:{line}: [{}] {reason}", .path.display(), shown(.section))]
     InvalidSection {
         /// The config file.
         path: PathBuf,
@@ -63,7 +63,7 @@ pub enum ConfigError {
 
 /// Where and why a value is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{}: [{section}] {key} = {value:?}: {expected}", .path.display(), line_suffix(*.line))]
+#[error("{}{}: [{}] {} = {value:?}: {expected}", .path.display(), line_suffix(*.line), shown(.section), shown(.key))]
 pub struct InvalidValue {
     /// The config file.
     pub path: PathBuf,
@@ -77,6 +77,24 @@ pub struct InvalidValue {
     pub value: String,
     /// What is allowed.
     pub expected: String,
+}
+
+/// A section or key name as written, for messages: as it is, unless it holds control
+/// characters (a stray `\r`, NUL, an escape sequence), which are shown escaped so every
+/// message stays on one line.
+fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn line_suffix(line: Option<usize>) -> String {
@@ -496,6 +514,16 @@ struct Raw {
     warnings: Vec<String>,
 }
 
+/// A line quoted for a syntax error, unless it may hold the database password (any line of
+/// `[database]`, or one that mentions a password): then only that it is hidden.
+fn quoted_line(section: Option<&str>, line: &str) -> String {
+    if section == Some("database") || line.to_ascii_lowercase().contains("pass") {
+        "a line that is not shown because it may hold the password".to_string()
+    } else {
+        format!("{line:?}")
+    }
+}
+
 fn read_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
     let file = path.display().to_string();
     let parse_error = |line: usize, message: String| ConfigError::Parse {
@@ -519,6 +547,17 @@ fn read_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
             cleaned.push('\n');
             continue;
         }
+        if t.contains('\r') {
+            // rust-ini ends a line at a lone CR; this pass does not: refuse rather than let
+            // the two read different keys.
+            return Err(parse_error(
+                n,
+                format!(
+                    "stray carriage return (\\r) inside the line {}: save the file with Unix (LF) or Windows (CRLF) line ends",
+                    quoted_line(current.as_deref(), t)
+                ),
+            ));
+        }
         if let Some(rest) = t.strip_prefix('[') {
             let Some(inner) = rest.strip_suffix(']') else {
                 return Err(parse_error(
@@ -540,7 +579,8 @@ fn read_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
                 return Err(parse_error(
                     n,
                     format!(
-                        "expected \"key = value\", a [section] header or a comment starting with ; or #, found {t:?}"
+                        "expected \"key = value\", a [section] header or a comment starting with ; or #, found {}",
+                        quoted_line(current.as_deref(), t)
                     ),
                 ));
             };
@@ -549,8 +589,19 @@ fn read_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
                 return Err(parse_error(
                     n,
                     format!(
-                        "missing key name before '{}' in {t:?}: write \"key = value\"",
-                        &t[pos..=pos]
+                        "missing key name before '{}' in {}: write \"key = value\"",
+                        &t[pos..=pos],
+                        quoted_line(current.as_deref(), t)
+                    ),
+                ));
+            }
+            if key.contains('\\') {
+                // rust-ini reads `\=` and `\:` as part of the key and goes on to the next
+                // line; no key has a backslash, so refuse it here.
+                return Err(parse_error(
+                    n,
+                    format!(
+                        "key name {key:?} contains a backslash: key names are plain words such as check_interval"
                     ),
                 ));
             }
@@ -612,11 +663,23 @@ fn read_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
         let Some(value) = vals.last().cloned() else {
             continue;
         };
+        if line.is_none() {
+            // Cannot happen after the checks above; if it does, a key was read that this
+            // pass did not see, and guessing would be worse than refusing.
+            return Err(parse_error(
+                text.lines().count().max(1),
+                format!(
+                    "cannot tell which line sets key {key:?}{}: look for a backslash before '=' or ':' or a stray carriage return",
+                    section.as_deref().map(|s| format!(" in [{}]", shown(s))).unwrap_or_default()
+                ),
+            ));
+        }
         let Some(section) = section else {
             found.push((
                 line.unwrap_or(0),
                 format!(
-                    "{file}: key '{key}' is outside any [section] and ignored{}",
+                    "{file}: key '{}' is outside any [section] and ignored{}",
+                    shown(&key),
                     line.map(|l| format!(" (line {l})")).unwrap_or_default()
                 ),
             ));
@@ -627,7 +690,9 @@ fn read_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
             found.push((
                 line.unwrap_or(0),
                 format!(
-                    "{file}: [{section}] key '{key}' is set more than once (lines {}); the last one is used",
+                    "{file}: [{}] key '{}' is set more than once (lines {}); the last one is used",
+                    shown(&section),
+                    shown(&key),
                     all.join(", ")
                 ),
             ));
@@ -707,9 +772,10 @@ impl Sect<'_> {
         unknown.sort();
         for (line, key) in unknown {
             let mut w = format!(
-                "{}: [{}] unknown key '{key}' ignored",
+                "{}: [{}] unknown key '{}' ignored",
                 self.path.display(),
-                self.name
+                shown(self.name),
+                shown(key)
             );
             if let Some(l) = line {
                 w.push_str(&format!(" (line {l})"));
@@ -801,8 +867,9 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         }
         let Some(process) = name.strip_prefix(PROCESS_PREFIX) else {
             let mut w = format!(
-                "{}: unknown section [{name}] ignored (line {line})",
-                path.display()
+                "{}: unknown section [{}] ignored (line {line})",
+                path.display(),
+                shown(name)
             );
             if name == "process" {
                 w.push_str("; did you mean [process.NAME] or [process.default]?");
@@ -1599,6 +1666,72 @@ health_check_command = systemctl is-active apache2
             assert!(m.starts_with(&format!("{FILE}:{line}: ")), "{m}");
             assert!(m.contains(needle), "{m}");
         }
+    }
+
+    #[test]
+    fn names_with_control_characters_are_escaped_in_messages() {
+        let l =
+            parse("[monitor]\nk\u{1b}[31mey = 1\n[a\u{0}b]\n[logging]\nx\u{c}y = 1\nx\u{c}y = 2\n");
+        assert_eq!(l.warnings.len(), 4, "{:?}", l.warnings);
+        for w in &l.warnings {
+            assert!(!w.chars().any(char::is_control), "{w:?}");
+        }
+        assert!(
+            l.warnings.iter().any(|w| w.contains(r"'k\u{1b}[31mey'")),
+            "{:?}",
+            l.warnings
+        );
+        assert!(
+            l.warnings.iter().any(|w| w.contains(r"[a\0b]")),
+            "{:?}",
+            l.warnings
+        );
+        let m = parse_err("[process.a\u{7}b]\nmax_attempts = 1\n");
+        assert!(
+            m.starts_with(&format!("{FILE}:1: [process.a\\u{{7}}b]")),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn stray_carriage_return_and_backslash_keys_are_syntax_errors() {
+        // rust-ini would read `password = y` as a second line here.
+        let m = parse_err("[monitor]\ncheck_interval = 5\rstate_dir = /x\n");
+        assert!(
+            m.starts_with(&format!("{FILE}:2: stray carriage return")),
+            "{m}"
+        );
+        // CRLF files are fine.
+        assert_eq!(
+            parse("[monitor]\r\ncheck_interval = 5\r\n")
+                .config
+                .monitor
+                .check_interval,
+            Duration::from_secs(5)
+        );
+        // rust-ini would take `\:` as part of the key and run on into the next line.
+        let m = parse_err("[monitor]\nchec\\:k\n[logging]\nlevel = debug\n");
+        assert!(
+            m.starts_with(&format!("{FILE}:2: key name")) && m.contains("backslash"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_never_show_a_line_that_may_hold_the_password() {
+        for text in [
+            "[database]\npassword hunter2\n",
+            "[database]\n= hunter2\n",
+            "[database]\nhunter2\n",
+            "[monitor]\npassword hunter2\n",
+            "[database]\npassword = x\rhunter2\n",
+        ] {
+            let m = parse_err(text);
+            assert!(!m.contains("hunter2"), "{text:?}: {m}");
+            assert!(m.contains("not shown"), "{text:?}: {m}");
+        }
+        // Elsewhere the line is quoted, so the operator sees what is wrong.
+        assert!(parse_err("[monitor]\ncheck_interval 5\n").contains("\"check_interval 5\""));
     }
 
     #[test]

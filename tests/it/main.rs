@@ -15,4 +15,7 @@ mod notes;
 mod ops;
 mod outage;
 mod pipeline;
+mod props;
 mod restart;
+mod rows;
+mod secrets;

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
+pub mod bin;
 pub mod daemon;
 pub mod db;
 pub mod procs;
