@@ -130,7 +130,13 @@ fn status_kb(pid: u32, key: &str) -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -442,8 +448,13 @@ async fn latency(alarms: usize) {
     ] {
         let b = Bench::new("latency", alarms).await;
         let daemon = b.start_daemon(interval, binlog, 4);
-        let (cmd, clear, lost) =
-            latency_run(&b, alarms, Duration::from_millis(20), Duration::from_secs(10)).await;
+        let (cmd, clear, lost) = latency_run(
+            &b,
+            alarms,
+            Duration::from_millis(20),
+            Duration::from_secs(10),
+        )
+        .await;
         drop(daemon);
         b.finish().await;
         let c = summary(cmd);
@@ -672,17 +683,32 @@ async fn noise(levels: &[Option<u64>], seconds: u64) {
         let bytes0 = global_status(&mut sc, "Binlog_bytes_written").await;
         let (rows0, stmts0) = noise
             .as_ref()
-            .map(|n| (n.rows.load(Ordering::Relaxed), n.stmts.load(Ordering::Relaxed)))
+            .map(|n| {
+                (
+                    n.rows.load(Ordering::Relaxed),
+                    n.stmts.load(Ordering::Relaxed),
+                )
+            })
             .unwrap_or((0, 0));
         let cpu0 = cpu_seconds(pid);
         let t0 = Instant::now();
-        let (cmd, clear, lost) =
-            latency_run(&b, alarms, Duration::from_millis(50), Duration::from_secs(5)).await;
+        let (cmd, clear, lost) = latency_run(
+            &b,
+            alarms,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+        )
+        .await;
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds(pid) - cpu0;
         let (rows1, stmts1) = noise
             .as_ref()
-            .map(|n| (n.rows.load(Ordering::Relaxed), n.stmts.load(Ordering::Relaxed)))
+            .map(|n| {
+                (
+                    n.rows.load(Ordering::Relaxed),
+                    n.stmts.load(Ordering::Relaxed),
+                )
+            })
             .unwrap_or((0, 0));
         let bytes1 = global_status(&mut sc, "Binlog_bytes_written").await;
         if let Some(n) = noise {
@@ -742,7 +768,10 @@ async fn footprint(window: u64, storm_n: usize, storms: usize) {
     let (cs1, _) = ctx_switches(pid);
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| RSS after start (idle) | {:.1} MB |", rss_idle as f64 / 1024.0);
+    println!(
+        "| RSS after start (idle) | {:.1} MB |",
+        rss_idle as f64 / 1024.0
+    );
     println!("| threads | {threads} |");
     println!(
         "| idle CPU over {window} s | {:.3} s ({:.3} % of one core) |",
@@ -778,7 +807,8 @@ async fn footprint(window: u64, storm_n: usize, storms: usize) {
 
 // ---- 5. sweep ----------------------------------------------------------------------------------
 
-const SWEEP_QUERY: &str = "SELECT process_id FROM STATUS_PROCESS WHERE alarma = 1 ORDER BY process_id";
+const SWEEP_QUERY: &str =
+    "SELECT process_id FROM STATUS_PROCESS WHERE alarma = 1 ORDER BY process_id";
 
 async fn time_query(c: &mut Conn, q: &str, runs: usize) -> Vec<i128> {
     let mut v = Vec::with_capacity(runs);
@@ -812,7 +842,12 @@ async fn sweep(rows: usize, runs: usize) {
     let explain: Vec<Row> = c.query(format!("EXPLAIN {SWEEP_QUERY}")).await.unwrap();
     let cols: Vec<String> = explain
         .first()
-        .map(|r| r.columns_ref().iter().map(|c| c.name_str().to_string()).collect())
+        .map(|r| {
+            r.columns_ref()
+                .iter()
+                .map(|c| c.name_str().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     for row in &explain {
         let vals: Vec<String> = (0..cols.len())
@@ -866,9 +901,7 @@ async fn run(args: Vec<String>) {
     match what {
         "latency" => latency(n(1, 1000)).await,
         "storm" => match arg(1) {
-            None | Some("full") => {
-                storm(&FULL_STORM_N, &STORM_PAR, Duration::from_secs(120)).await
-            }
+            None | Some("full") => storm(&FULL_STORM_N, &STORM_PAR, Duration::from_secs(120)).await,
             Some("quick") => storm(&[100, 1000], &STORM_PAR, Duration::from_secs(60)).await,
             Some(v) => {
                 let n: usize = v.parse().expect("storm [full|quick|N]");
@@ -876,7 +909,13 @@ async fn run(args: Vec<String>) {
             }
         },
         "noise" => match arg(2) {
-            Some(r) => noise(&[Some(r.parse().expect("noise SECONDS RATE"))], n(1, 15) as u64).await,
+            Some(r) => {
+                noise(
+                    &[Some(r.parse().expect("noise SECONDS RATE"))],
+                    n(1, 15) as u64,
+                )
+                .await
+            }
             None => noise(&NOISE_LEVELS, n(1, 15) as u64).await,
         },
         "footprint" => footprint(n(1, 60) as u64, 10_000, 3).await,

@@ -51,6 +51,8 @@ pub struct Supervisor {
     state: StateDir,
     breakers: Mutex<BTreeMap<i64, Breaker>>,
     refused: Mutex<HashMap<i64, Vec<u8>>>,
+    /// One lock per process name: ids that share a name never restart it at the same time.
+    names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     dry_run: bool,
     token: CancellationToken,
 }
@@ -80,6 +82,7 @@ impl Supervisor {
             state,
             breakers: Mutex::new(breakers),
             refused: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
             dry_run,
             token,
         }
@@ -197,7 +200,17 @@ impl Supervisor {
         }
         info!(process = %name, process_id = id, trigger = %source, strategy = %settings.restart_strategy, "alarm raised; restarting");
 
+        // Another id with the same name may be restarting it right now: wait for it.
+        let lock = self
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let guard = lock.lock().await;
         let outcome = self.attempts(&name, &config).await;
+        drop(guard);
         let finished_wall = chrono::Local::now().naive_local();
         let max = settings.max_attempts;
         let (handled, notes, outcome_word, detail) = match &outcome.result {
@@ -289,16 +302,23 @@ impl Supervisor {
         raw: Option<Vec<u8>>,
         source: TriggerSource,
     ) -> Option<String> {
+        // (brief reason for the 100-character notes, full reason for the log and history)
         let verdict = match &raw {
-            None => Err("no PROCESE row for this process_id".to_string()),
+            None => Err((
+                "no PROCESE row".to_string(),
+                "no PROCESE row for this process_id".to_string(),
+            )),
             Some(bytes) => match std::str::from_utf8(bytes) {
-                Err(_) => Err(format!("process name {} is not valid UTF-8", escape(bytes))),
+                Err(_) => Err((
+                    "name is not valid UTF-8".to_string(),
+                    format!("process name {} is not valid UTF-8", escape(bytes)),
+                )),
                 Ok(s) => command::validate_process_name(s)
                     .map(|()| s.to_string())
-                    .map_err(|e| format!("process name {}: {e}", escape(bytes))),
+                    .map_err(|e| (e.brief(), e.to_string())),
             },
         };
-        let reason = match verdict {
+        let (brief, reason) = match verdict {
             Ok(name) => {
                 self.refused
                     .lock()
@@ -306,7 +326,7 @@ impl Supervisor {
                     .remove(&id);
                 return Some(name);
             }
-            Err(reason) => reason,
+            Err(r) => r,
         };
         let key = raw.clone().unwrap_or_default();
         let repeated = self
@@ -321,8 +341,14 @@ impl Supervisor {
         }
         error!(process_id = id, reason = %reason, "refused: nothing executed");
         if !self.dry_run {
-            let notes = format!("{} refused, nothing executed: {reason}", stamp());
             let shown = raw.as_deref().map(escape).unwrap_or_default();
+            let notes = match &raw {
+                None => format!("{} refused, nothing executed: {brief}", stamp()),
+                Some(_) => format!(
+                    "{} refused, nothing executed: {brief}; name {shown}",
+                    stamp()
+                ),
+            };
             self.write_notes(id, &shown, &notes).await;
             let now = chrono::Local::now().naive_local();
             self.history(HistoryRecord {

@@ -405,7 +405,6 @@ async fn non_utf8_and_overlong_names_from_a_binary_column() {
 /// note starts with the whole escaped name and then repeats it, so the reason is cut off for
 /// 67 of the 72 names of the corpus. Needs `src/supervisor/mod.rs` `check_name` to put
 /// `NameError::brief()` before the name in the note (see the report); un-ignore then.
-#[ignore = "notes cut before the reason: needs the brief reason first in the supervisor's note"]
 #[tokio::test(flavor = "multi_thread")]
 async fn refusal_notes_say_why_within_100_characters() {
     let db = TestDb::new().await;

@@ -149,7 +149,6 @@ async fn alarma_other_than_one_is_not_an_alarm_and_odd_rows_do_not_stop_the_daem
 /// both find the old instance, both start a new one, and two instances run. Needs procedures
 /// serialised per process name in `src/supervisor/mod.rs` (a per-name async lock around the
 /// attempts); un-ignore when that is in.
-#[ignore = "two instances run: needs the per-name lock in the supervisor"]
 #[tokio::test(flavor = "multi_thread")]
 async fn one_name_under_two_ids() {
     let db = TestDb::new().await;
