@@ -102,6 +102,23 @@ pub struct HistoryRecord {
     pub detail: String,
 }
 
+/// A process claimed with `GET_LOCK` on the connection it holds; [`Claim::release`] ends it
+/// (and so does the connection's end, or its reset when it goes back to the pool).
+pub struct Claim {
+    conn: Conn,
+    name: String,
+}
+
+impl Claim {
+    /// Releases the lock and returns the connection to the pool.
+    pub async fn release(mut self) {
+        let _ = "DO RELEASE_LOCK(?)"
+            .with((self.name.as_str(),))
+            .ignore(&mut self.conn)
+            .await;
+    }
+}
+
 /// Handle on the monitored database (cheap to share behind an `Arc`).
 pub struct Db {
     pool: Pool,
@@ -112,12 +129,21 @@ pub struct Db {
     history_present: AtomicBool,
     history_checked: AtomicBool,
     outage: Mutex<Option<Instant>>,
+    /// Distinguishes this database's lock names from other databases' on the same server.
+    lock_space: u32,
 }
 
 impl Db {
-    /// Builds the pool; nothing is connected until the first query.
+    /// Builds the pool (16 connections at most); nothing is connected until the first query.
     pub fn new(cfg: &DatabaseConfig, history_table: &str) -> Db {
-        let constraints = PoolConstraints::new(0, 16).unwrap_or_default();
+        Db::with_capacity(cfg, history_table, 16)
+    }
+
+    /// Builds the pool for a daemon running `max_parallel` procedures at once (each holds a
+    /// connection for its claim while it runs).
+    pub fn with_capacity(cfg: &DatabaseConfig, history_table: &str, max_parallel: usize) -> Db {
+        let max = max_parallel.saturating_add(8).clamp(16, 1100);
+        let constraints = PoolConstraints::new(0, max).unwrap_or_default();
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(60));
@@ -125,6 +151,7 @@ impl Db {
         Db {
             pool: Pool::new(opts),
             target: target_of(cfg),
+            lock_space: fnv32(&cfg.database),
             connect_timeout: cfg.connect_timeout,
             history_table: history_table.to_string(),
             notes_len: AtomicUsize::new(DEFAULT_NOTES_LEN),
@@ -222,11 +249,46 @@ impl Db {
 
     /// Ids of every process whose alarm is raised.
     pub async fn alarmed(&self) -> Result<Vec<i64>, DbError> {
-        let mut conn = self.conn().await?;
-        "SELECT process_id FROM STATUS_PROCESS WHERE alarma = 1 ORDER BY process_id"
-            .fetch(&mut conn)
-            .await
-            .map_err(query_err("the sweep query"))
+        self.again_if_stale(|| async {
+            let mut conn = self.conn().await?;
+            "SELECT process_id FROM STATUS_PROCESS WHERE alarma = 1 ORDER BY process_id"
+                .fetch(&mut conn)
+                .await
+                .map_err(query_err("the sweep query"))
+        })
+        .await
+    }
+
+    /// Claims process `id` for one procedure; `None` when another session (another daemon)
+    /// holds it.
+    pub async fn claim(&self, id: i64) -> Result<Option<Claim>, DbError> {
+        let name = format!("monitor_service:{:08x}:{id}", self.lock_space);
+        self.again_if_stale(|| async {
+            let mut conn = self.conn().await?;
+            let got: Option<Option<i64>> = "SELECT GET_LOCK(?, 0)"
+                .with((name.as_str(),))
+                .first(&mut conn)
+                .await
+                .map_err(query_err("claiming the process (GET_LOCK)"))?;
+            Ok((got.flatten() == Some(1)).then(|| Claim {
+                conn,
+                name: name.clone(),
+            }))
+        })
+        .await
+    }
+
+    /// Runs `f` once more when it failed on a broken connection: a pooled connection can be
+    /// dead after the server restarted, and the pool replaces it on the second try.
+    async fn again_if_stale<T, F, Fut>(&self, f: F) -> Result<T, DbError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        match f().await {
+            Err(DbError::Query { source, .. }) if source.is_fatal() => f().await,
+            other => other,
+        }
     }
 
     /// Number of processes in STATUS_PROCESS and of raised alarms.
@@ -246,6 +308,10 @@ impl Db {
     /// visible to plain reads, so a plain read right after a binlog trigger can still see the
     /// old `alarma = 0`. The shared lock waits for the writer's commit and reads the result.
     pub async fn process(&self, id: i64) -> Result<Option<ProcessRow>, DbError> {
+        self.again_if_stale(|| self.process_once(id)).await
+    }
+
+    async fn process_once(&self, id: i64) -> Result<Option<ProcessRow>, DbError> {
         let mut conn = self.conn().await?;
         let row: Option<(i64, Option<Vec<u8>>)> =
             "SELECT s.alarma, p.process_name FROM STATUS_PROCESS s \
@@ -359,6 +425,12 @@ impl Db {
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
     }
+}
+
+fn fnv32(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Connection options for `cfg`: the socket when set, else host:port (never switching to a

@@ -128,7 +128,11 @@ pub async fn run_with(
         path: config.monitor.state_dir.clone(),
         source,
     })?;
-    let db = Arc::new(Db::new(&config.database, &config.monitor.history_table));
+    let db = Arc::new(Db::with_capacity(
+        &config.database,
+        &config.monitor.history_table,
+        config.monitor.max_parallel_restarts,
+    ));
 
     if opts.once {
         db.prepare().await?;
@@ -193,7 +197,7 @@ pub async fn run_with(
     }
 
     for (id, at) in supervisor.open_breakers() {
-        pipeline.recheck_at(id, at);
+        pipeline.recheck_at(id, at, TriggerSource::Breaker);
     }
 
     let (tx, mut rx) = mpsc::channel::<Trigger>(1024);

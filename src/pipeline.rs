@@ -34,6 +34,9 @@ pub fn alarm_raised(change: &RowChange) -> Option<i64> {
         .or_else(|| before.and_then(|b| b.int("process_id")))
 }
 
+/// How soon a process whose row could not be read is looked at again.
+const DB_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Counts of what the procedures came to.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -118,13 +121,13 @@ impl Pipeline {
             .spawn(async move { drive(inner, id, trigger.source).await });
     }
 
-    /// Submits a [`TriggerSource::Breaker`] re-check for `id` at `at`.
-    pub fn recheck_at(&self, id: i64, at: Instant) {
+    /// Submits a re-check for `id` at `at`.
+    pub fn recheck_at(&self, id: i64, at: Instant, source: TriggerSource) {
         let me = self.clone();
         let token = self.inner.timers_stop.clone();
         self.inner.timers.spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep_until(at.into()) => me.submit(Trigger { process_id: id, source: TriggerSource::Breaker }),
+                _ = tokio::time::sleep_until(at.into()) => me.submit(Trigger { process_id: id, source }),
                 _ = token.cancelled() => {}
             }
         });
@@ -199,7 +202,7 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                     Pipeline {
                         inner: inner.clone(),
                     }
-                    .recheck_at(id, *at);
+                    .recheck_at(id, *at, TriggerSource::Breaker);
                 }
             }
             Some(Handled::Refused) => {
@@ -210,6 +213,11 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
             }
             Some(Handled::DbUnavailable) => {
                 stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                // The trigger must not be lost to a short outage: look again soon.
+                Pipeline {
+                    inner: inner.clone(),
+                }
+                .recheck_at(id, Instant::now() + DB_RETRY, source);
             }
             Some(Handled::NotAlarmed | Handled::DryRun) | None => {}
         }

@@ -412,6 +412,7 @@ impl BinlogSource {
         let mut pos = start;
         // The start-up sweep ran after `start` was taken; later connects each need a sweep.
         let mut first = true;
+        let mut down = false;
         loop {
             let began = Instant::now();
             let end = self
@@ -434,7 +435,14 @@ impl BinlogSource {
                 backoff = backoff_builder.build();
             }
             let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-            warn!(reason = %reason, position = %pos, retry_in = %format!("{:.1}s", delay.as_secs_f64()), "binlog connection lost; reconnecting");
+            let retry_in = format!("{:.1}s", delay.as_secs_f64());
+            // Once per outage at WARNING; the retries that fail during it at DEBUG.
+            if !down {
+                warn!(reason = %reason, position = %pos, retry_in = %retry_in, "binlog connection lost; reconnecting");
+            } else {
+                debug!(reason = %reason, position = %pos, retry_in = %retry_in, "binlog still unreachable; retrying");
+            }
+            down = true;
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = token.cancelled() => return Ok(()),

@@ -129,7 +129,30 @@ impl Supervisor {
 
     /// Handles one trigger for process `id`: re-reads the row and, if the alarm is raised,
     /// runs the whole procedure.
+    ///
+    /// A named lock on the database (`GET_LOCK`) claims the process first, so that two daemons
+    /// watching one database by mistake never restart it twice for one alarm: the second one
+    /// skips while the first works, and finds the alarm cleared afterwards.
     pub async fn handle(&self, id: i64, source: TriggerSource) -> Handled {
+        let claim = match self.db.observe(self.db.claim(id).await) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                debug!(process_id = id, trigger = %source, "another monitor_service is handling this process; skipped");
+                return Handled::NotAlarmed;
+            }
+            Err(e) => {
+                if !e.is_connectivity() {
+                    error!(process_id = id, error = %e, "cannot claim the process");
+                }
+                return Handled::DbUnavailable;
+            }
+        };
+        let handled = self.handle_claimed(id, source).await;
+        claim.release().await;
+        handled
+    }
+
+    async fn handle_claimed(&self, id: i64, source: TriggerSource) -> Handled {
         let row = match self.db.observe(self.db.process(id).await) {
             Ok(Some(row)) => row,
             Ok(None) => {
