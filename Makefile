@@ -5,7 +5,7 @@
 # make rpm    RPM package in target/packages/ (installs cargo-generate-rpm when missing)
 # make deb    Debian package in target/packages/ (installs cargo-deb when missing)
 # make packages  both; make check-packages  both, then check their contents
-#             (target/ is $CARGO_TARGET_DIR when set; docs/PACKAGES.md)
+#             (target/ is $CARGO_TARGET_DIR when set; README.md, Packages)
 .PHONY: test demo build fmt clippy rpm deb packages check-packages
 
 test:

@@ -9,7 +9,7 @@
 # each package's path on stdout, one per line (progress goes to stderr).
 # What goes into the packages is declared in Cargo.toml
 # ([package.metadata.deb], [package.metadata.generate-rpm]) and
-# packaging/{deb,rpm}/ (install/remove scripts); docs/PACKAGES.md.
+# packaging/{deb,rpm}/ (install/remove scripts); README.md, Packages.
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -402,3 +402,33 @@ async fn two_daemons_with_one_server_id_give_a_clear_error_not_a_loop() {
     assert_eq!(stop(winner).code(), Some(0));
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minimal_row_images_still_trigger_through_the_binlog() {
+    let Some(server) = OwnServer::start("minimal") else {
+        return;
+    };
+    let db = server.db().await;
+    db.exec("SET GLOBAL binlog_row_image = 'MINIMAL'").await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "svc1").await;
+    db.add_process(2, "svc2").await;
+    let daemon = Daemon::start(s.config(&db, SERVICE));
+    assert!(connected(&s).await);
+    // A notes-only update (no alarma in the after image) must not trigger.
+    db.exec("UPDATE STATUS_PROCESS SET notes = 'x' WHERE process_id = 2")
+        .await;
+    let t = Instant::now();
+    db.set_alarm(1).await;
+    assert!(db.wait_cleared(1, Duration::from_secs(5)).await);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    daemon.stop().await;
+    assert_eq!(triggers(&db, 1).await, vec!["binlog"]);
+    assert_eq!(s.systemctl_calls(), vec!["restart svc1"]);
+    db.drop_db().await;
+}
