@@ -105,18 +105,65 @@ pub struct HistoryRecord {
 /// A process claimed with `GET_LOCK` on the connection it holds; [`Claim::release`] ends it
 /// (and so does the connection's end, or its reset when it goes back to the pool).
 pub struct Claim {
-    conn: Conn,
+    conn: Option<Conn>,
     name: String,
 }
 
 impl Claim {
+    /// The process's row, read on the claim's own connection (a locking read, see [`read_process`]).
+    pub async fn process(&mut self, id: i64) -> Result<Option<ProcessRow>, DbError> {
+        match self.conn.as_mut() {
+            Some(conn) => read_process(conn, id).await,
+            None => Ok(None),
+        }
+    }
+
     /// Releases the lock and returns the connection to the pool.
     pub async fn release(mut self) {
-        let _ = "DO RELEASE_LOCK(?)"
-            .with((self.name.as_str(),))
-            .ignore(&mut self.conn)
-            .await;
+        if let Some(conn) = self.conn.take() {
+            release_lock(conn, std::mem::take(&mut self.name)).await;
+        }
     }
+}
+
+impl Drop for Claim {
+    /// A claim dropped without [`Claim::release`] (a cancelled task) still releases its lock,
+    /// before its connection can serve anything else.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let name = std::mem::take(&mut self.name);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(release_lock(conn, name));
+            }
+        }
+    }
+}
+
+async fn release_lock(mut conn: Conn, name: String) {
+    if "DO RELEASE_LOCK(?)"
+        .with((name.as_str(),))
+        .ignore(&mut conn)
+        .await
+        .is_err()
+    {
+        // Closing the connection releases the lock for sure.
+        let _ = conn.disconnect().await;
+    }
+}
+
+/// The current row of one process with its name, or `None` when STATUS_PROCESS has no such id.
+///
+/// A locking read: the server sends a transaction's binlog events before its commit is
+/// visible to plain reads, so a plain read right after a binlog trigger can still see the
+/// old `alarma = 0`. The shared lock waits for the writer's commit and reads the result.
+async fn read_process(conn: &mut Conn, id: i64) -> Result<Option<ProcessRow>, DbError> {
+    let row: Option<(i64, Option<Vec<u8>>)> = "SELECT s.alarma, p.process_name FROM STATUS_PROCESS s \
+         LEFT JOIN PROCESE p ON p.process_id = s.process_id WHERE s.process_id = ? LOCK IN SHARE MODE"
+        .with((id,))
+        .first(conn)
+        .await
+        .map_err(query_err("reading the process row"))?;
+    Ok(row.map(|(alarma, name)| ProcessRow { alarma, name }))
 }
 
 /// Handle on the monitored database (cheap to share behind an `Arc`).
@@ -146,7 +193,10 @@ impl Db {
         let constraints = PoolConstraints::new(0, max).unwrap_or_default();
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
-            .with_inactive_connection_ttl(Duration::from_secs(60));
+            .with_inactive_connection_ttl(Duration::from_secs(60))
+            // A returned connection is reusable at once (no COM_RESET_CONNECTION round trip):
+            // the daemon keeps no session state, and claims release their locks themselves.
+            .with_reset_connection(false);
         let opts = connect_opts(cfg).pool_opts(pool_opts);
         Db {
             pool: Pool::new(opts),
@@ -271,7 +321,7 @@ impl Db {
                 .await
                 .map_err(query_err("claiming the process (GET_LOCK)"))?;
             Ok((got.flatten() == Some(1)).then(|| Claim {
-                conn,
+                conn: Some(conn),
                 name: name.clone(),
             }))
         })
@@ -300,27 +350,6 @@ impl Db {
                 .await
                 .map_err(query_err("counting processes"))?;
         Ok(row.unwrap_or((0, 0)))
-    }
-
-    /// The current row of one process, or `None` when STATUS_PROCESS has no such id.
-    ///
-    /// A locking read: the server sends a transaction's binlog events before its commit is
-    /// visible to plain reads, so a plain read right after a binlog trigger can still see the
-    /// old `alarma = 0`. The shared lock waits for the writer's commit and reads the result.
-    pub async fn process(&self, id: i64) -> Result<Option<ProcessRow>, DbError> {
-        self.again_if_stale(|| self.process_once(id)).await
-    }
-
-    async fn process_once(&self, id: i64) -> Result<Option<ProcessRow>, DbError> {
-        let mut conn = self.conn().await?;
-        let row: Option<(i64, Option<Vec<u8>>)> =
-            "SELECT s.alarma, p.process_name FROM STATUS_PROCESS s \
-             LEFT JOIN PROCESE p ON p.process_id = s.process_id WHERE s.process_id = ? LOCK IN SHARE MODE"
-                .with((id,))
-                .first(&mut conn)
-                .await
-                .map_err(query_err("reading the process row"))?;
-        Ok(row.map(|(alarma, name)| ProcessRow { alarma, name }))
     }
 
     /// Clears the alarm if it is still raised and writes the notes; true when this call cleared it.

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::command;
 use crate::config::Config;
-use crate::db::{Db, DbError, HistoryRecord};
+use crate::db::{Claim, Db, DbError, HistoryRecord};
 use crate::exec;
 use crate::source::TriggerSource;
 use crate::state::StateDir;
@@ -134,7 +134,7 @@ impl Supervisor {
     /// watching one database by mistake never restart it twice for one alarm: the second one
     /// skips while the first works, and finds the alarm cleared afterwards.
     pub async fn handle(&self, id: i64, source: TriggerSource) -> Handled {
-        let claim = match self.db.observe(self.db.claim(id).await) {
+        let mut claim = match self.db.observe(self.db.claim(id).await) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 debug!(process_id = id, trigger = %source, "another monitor_service is handling this process; skipped");
@@ -147,13 +147,13 @@ impl Supervisor {
                 return Handled::DbUnavailable;
             }
         };
-        let handled = self.handle_claimed(id, source).await;
+        let handled = self.handle_claimed(id, source, &mut claim).await;
         claim.release().await;
         handled
     }
 
-    async fn handle_claimed(&self, id: i64, source: TriggerSource) -> Handled {
-        let row = match self.db.observe(self.db.process(id).await) {
+    async fn handle_claimed(&self, id: i64, source: TriggerSource, claim: &mut Claim) -> Handled {
+        let row = match self.db.observe(claim.process(id).await) {
             Ok(Some(row)) => row,
             Ok(None) => {
                 debug!(process_id = id, trigger = %source, "no STATUS_PROCESS row; nothing to do");
