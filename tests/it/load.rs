@@ -147,23 +147,35 @@ async fn flapping_process_opens_the_breaker_and_stops_restarting() {
         .replace("check_interval = 3600", "check_interval = 0.3")
         .replace("[monitor]\n", "[monitor]\nmax_restart_failures = 3\n");
     std::fs::write(s.path("c.ini"), &text).unwrap();
-    let config = monitor_service::Config::load(&s.path("c.ini"))
-        .unwrap()
-        .config;
     let starts = || read_lines(&starts_file).len();
 
+    // The real binary: the started copies are its children, reaped by it alone (an in-process
+    // daemon would share its reaping with every other test of this process).
     let t = Instant::now();
-    let daemon = Daemon::start(config);
+    let mut daemon = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
     let reached = eventually(Duration::from_secs(20), || starts() >= 6).await;
     let at_six = t.elapsed();
-    assert!(reached, "only {} starts: {:?}", starts(), db.row(7).await);
+    assert!(
+        reached,
+        "only {} starts: {:?} {:?}\n{}",
+        starts(),
+        db.row(7).await,
+        db.query_strings("SELECT CONCAT_WS(' ', outcome, detail) FROM RESTART_HISTORY ORDER BY id")
+            .await,
+        daemon.log_text()
+    );
     // Let a procedure under way finish, then watch two seconds of sweeps.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = starts();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = starts();
     let (alarma, notes) = db.row(7).await;
-    daemon.stop().await;
+    assert!(daemon.running(), "{}", daemon.log_text());
+    assert_eq!(daemon.stop().await.code(), Some(0));
     eprintln!(
         "load/flapping: 6 starts in {:.1}s, then {} more",
         at_six.as_secs_f64(),
