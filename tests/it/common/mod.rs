@@ -3,5 +3,6 @@ pub mod bin;
 pub mod daemon;
 pub mod db;
 pub mod procs;
+pub mod procstat;
 pub mod proxy;
 pub mod server;
