@@ -28,10 +28,11 @@ impl StateDir {
         self.dir.join(name)
     }
 
-    /// Reads a state file; `Ok(None)` when it does not exist.
+    /// Reads a state file; `Ok(None)` when it does not exist. Bytes that are not UTF-8 come
+    /// back replaced, so the caller's parser reports the file as corrupt.
     pub fn read(&self, name: &str) -> io::Result<Option<String>> {
-        match fs::read_to_string(self.path(name)) {
-            Ok(s) => Ok(Some(s)),
+        match fs::read(self.path(name)) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

@@ -419,7 +419,17 @@ impl BinlogSource {
                 .follow(&mut pos, &tx, (!first).then_some(&*kick), &token)
                 .await;
             first = false;
-            self.set_status(|s| s.connected = false);
+            // A connection that got through ends the outage: its loss is a new one.
+            let was_connected = std::mem::take(
+                &mut self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .connected,
+            );
+            if was_connected {
+                down = false;
+            }
             self.save(&pos);
             let reason = match end {
                 End::Cancelled => return Ok(()),
