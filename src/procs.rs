@@ -294,8 +294,13 @@ pub fn spawn_detached(argv: &[String], cwd: Option<&Path>) -> Result<u32, ProcEr
         }
     })?;
     let pid = child.id().unwrap_or(0);
-    // Dropping without kill_on_drop leaves it running; tokio reaps it when it exits.
-    drop(child);
+    // It keeps running; a task waits for it so that it is reaped the moment it exits. A zombie
+    // left waiting would still match `pgrep NAME`: a process that died at once would pass the
+    // default health check.
+    let mut child = child;
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
     Ok(pid)
 }
 
