@@ -58,6 +58,37 @@ async fn triggers(db: &TestDb, id: i64) -> Vec<String> {
     .await
 }
 
+/// For a server that cannot serve the binlog: `binlog = on` must exit 69 (its stderr is
+/// returned), then `binlog = auto` must handle alarm 1 by sweeps (its log is returned).
+async fn on_refuses_auto_sweeps(s: &Scratch, db: &TestDb) -> (String, String) {
+    let text = s
+        .config_text(db, SERVICE)
+        .replace("check_interval = 3600", "check_interval = 0.5");
+    std::fs::write(s.path("auto.ini"), &text).unwrap();
+    std::fs::write(
+        s.path("on.ini"),
+        text.replace("[monitor]\n", "[monitor]\nbinlog = on\n"),
+    )
+    .unwrap();
+
+    let mut child = spawn(&s.path("on.ini"));
+    let status = wait_exit(&mut child, Duration::from_secs(20))
+        .await
+        .expect("binlog = on must exit");
+    assert_eq!(status.code(), Some(69));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+
+    std::fs::remove_file(s.path("monitor_service.log")).unwrap();
+    let child = spawn(&s.path("auto.ini"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    db.set_alarm(1).await;
+    assert!(db.wait_cleared(1, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await; // a few more sweeps
+    assert_eq!(stop(child).code(), Some(0));
+    (err, log_of(s))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn alarm_is_handled_through_the_binlog_within_a_second() {
     let db = TestDb::new().await;
@@ -258,34 +289,9 @@ async fn mixed_binlog_format_auto_warns_once_and_sweeps_on_refuses() {
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
     db.add_process(1, "svc1").await;
-    let text = s
-        .config_text(&db, SERVICE)
-        .replace("check_interval = 3600", "check_interval = 0.5");
-    std::fs::write(s.path("auto.ini"), &text).unwrap();
-    std::fs::write(
-        s.path("on.ini"),
-        text.replace("[monitor]\n", "[monitor]\nbinlog = on\n"),
-    )
-    .unwrap();
-
-    let mut child = spawn(&s.path("on.ini"));
-    let status = wait_exit(&mut child, Duration::from_secs(20))
-        .await
-        .expect("binlog = on must exit");
-    assert_eq!(status.code(), Some(69));
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (err, log) = on_refuses_auto_sweeps(&s, &db).await;
     assert!(err.contains("binlog_format is MIXED, not ROW"), "{err}");
     assert!(err.contains("SET GLOBAL binlog_format = 'ROW'"), "{err}");
-
-    std::fs::remove_file(s.path("monitor_service.log")).unwrap();
-    let child = spawn(&s.path("auto.ini"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    db.set_alarm(1).await;
-    assert!(db.wait_cleared(1, Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(1200)).await; // a few more sweeps
-    assert_eq!(stop(child).code(), Some(0));
-    let log = log_of(&s);
     assert_eq!(log.matches("binlog_format is MIXED").count(), 1, "{log}");
     assert_eq!(triggers(&db, 1).await, vec!["sweep"]);
 }
@@ -305,37 +311,13 @@ async fn missing_replication_grants_auto_sweeps_on_refuses() {
     .await;
     db.user = user.clone();
     db.password = Some(format!("pw-{user}"));
-    let text = s
-        .config_text(&db, SERVICE)
-        .replace("check_interval = 3600", "check_interval = 0.5");
-    std::fs::write(s.path("auto.ini"), &text).unwrap();
-    std::fs::write(
-        s.path("on.ini"),
-        text.replace("[monitor]\n", "[monitor]\nbinlog = on\n"),
-    )
-    .unwrap();
-
-    let mut child = spawn(&s.path("on.ini"));
-    let status = wait_exit(&mut child, Duration::from_secs(20))
-        .await
-        .expect("binlog = on must exit");
-    assert_eq!(status.code(), Some(69));
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (err, log) = on_refuses_auto_sweeps(&s, &db).await;
     assert!(err.contains("lacks REPLICATION SLAVE"), "{err}");
     assert!(
         err.contains("GRANT BINLOG MONITOR ON *.*")
             || err.contains("GRANT REPLICATION CLIENT ON *.*"),
         "{err}"
     );
-
-    std::fs::remove_file(s.path("monitor_service.log")).unwrap();
-    let child = spawn(&s.path("auto.ini"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    db.set_alarm(1).await;
-    assert!(db.wait_cleared(1, Duration::from_secs(10)).await);
-    assert_eq!(stop(child).code(), Some(0));
-    let log = log_of(&s);
     assert_eq!(
         log.matches("the binlog cannot be followed").count(),
         1,
