@@ -72,14 +72,8 @@ async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
     if mode == BinlogMode::Off {
         return (vec![Finding::Ok("binlog = off: sweeps only".into())], false);
     }
-    let readiness = match db.conn().await {
-        Ok(mut conn) => binlog::readiness(&mut conn, &config.database.user)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let problems = match readiness {
-        Ok(r) if r.ready() => {
+    let problems = match binlog::check(db, &config.database.user).await {
+        Ok(r) => {
             let at = r.position.map(|p| p.to_string()).unwrap_or_default();
             return (
                 vec![Finding::Ok(format!(
@@ -89,9 +83,7 @@ async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
                 false,
             );
         }
-        Ok(r) if r.problems.is_empty() => vec!["the server reports no binlog position".into()],
-        Ok(r) => r.problems,
-        Err(e) => vec![format!("cannot check the binlog settings: {e}")],
+        Err(problems) => problems,
     };
     let on = mode == BinlogMode::On;
     let findings = problems

@@ -318,21 +318,9 @@ async fn plan_binlog(
         info!("binlog = off: running on sweeps alone");
         return Ok(None);
     }
-    let readiness = match db.conn().await {
-        Ok(mut conn) => binlog::readiness(&mut conn, &config.database.user)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let problems = match &readiness {
-        Ok(r) if r.ready() => Vec::new(),
-        Ok(r) if r.problems.is_empty() => vec!["the server reports no binlog position".to_string()],
-        Ok(r) => r.problems.clone(),
-        Err(e) => vec![format!("cannot check the binlog settings: {e}")],
-    };
-    let readiness = match readiness {
-        Ok(r) if problems.is_empty() => r,
-        _ => {
+    let readiness = match binlog::check(db, &config.database.user).await {
+        Ok(r) => r,
+        Err(problems) => {
             let all = problems.join("; ");
             if mode == BinlogMode::On {
                 return Err(Error::Binlog(all));

@@ -176,6 +176,21 @@ pub async fn readiness(conn: &mut Conn, user: &str) -> Result<Readiness, mysql_a
     })
 }
 
+/// Connects and runs [`readiness`]: the readiness when the binlog can be followed from a
+/// known position, else every problem with its fix (one entry when the check itself failed).
+pub async fn check(db: &db::Db, user: &str) -> Result<Readiness, Vec<String>> {
+    let readiness = match db.conn().await {
+        Ok(mut conn) => readiness(&mut conn, user).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match readiness {
+        Ok(r) if r.ready() => Ok(r),
+        Ok(r) if r.problems.is_empty() => Err(vec!["the server reports no binlog position".into()]),
+        Ok(r) => Err(r.problems),
+        Err(e) => Err(vec![format!("cannot check the binlog settings: {e}")]),
+    }
+}
+
 /// The current end of the log (`SHOW MASTER STATUS`, or MySQL 8.4's `SHOW BINARY LOG STATUS`).
 pub async fn current_position(conn: &mut Conn) -> Result<Option<Position>, mysql_async::Error> {
     let row: Option<mysql_async::Row> = match "SHOW MASTER STATUS".first(&mut *conn).await {
