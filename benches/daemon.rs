@@ -945,6 +945,14 @@ async fn run(args: Vec<String>) {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // and the test suite is no place for minutes of benchmarks.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "benches/daemon.rs: run with `cargo bench --bench daemon -- <scenario>` (bench/run.sh)"
+        );
+        return;
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
