@@ -229,19 +229,13 @@ pub async fn run_with(
         })
     });
     drop(tx);
-    let status_line = {
-        let (db, supervisor, pipeline) = (db.clone(), supervisor.clone(), pipeline.clone());
-        move || {
-            let (db, supervisor, pipeline, binlog_status) = (
-                db.clone(),
-                supervisor.clone(),
-                pipeline.clone(),
-                binlog_status.clone(),
-            );
-            async move { status_line(&db, &supervisor, &pipeline, binlog_status.as_deref()).await }
-        }
+    let status = StatusSources {
+        db: db.clone(),
+        supervisor: supervisor.clone(),
+        pipeline: pipeline.clone(),
+        binlog: binlog_status,
     };
-    systemd::ready(&status_line().await);
+    systemd::ready(&status.line().await);
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
@@ -254,8 +248,8 @@ pub async fn run_with(
             _ = status_tick.tick() => {
                 // The query runs beside the loop, so a slow database never delays dispatch.
                 if status_task.as_ref().is_none_or(|t| t.is_finished()) {
-                    let line = status_line();
-                    status_task = Some(tokio::spawn(async move { systemd::status(&line.await) }));
+                    let status = status.clone();
+                    status_task = Some(tokio::spawn(async move { systemd::status(&status.line().await) }));
                 }
             }
             Some(()) = async { match hooks.as_mut() { Some(h) => h.reload.recv().await, None => std::future::pending().await } } => {
@@ -292,7 +286,7 @@ pub async fn run_with(
         let _ = task.await;
     }
     let counts = pipeline.counts();
-    drop((pipeline, supervisor));
+    drop((pipeline, supervisor, status, status_task));
     info!(
         succeeded = counts.succeeded,
         failed = counts.failed,
@@ -430,27 +424,33 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
-/// The STATUS line: e.g. `binlog at mysql-bin.000004:1234 (lag 0s), 12 processes, 1 alarm,
-/// 0 breakers open, 0 restarting`.
-async fn status_line(
-    db: &Db,
-    supervisor: &Supervisor,
-    pipeline: &Pipeline,
-    binlog: Option<&std::sync::Mutex<binlog::Status>>,
-) -> String {
-    let source = match binlog {
-        Some(b) => b.lock().unwrap_or_else(|p| p.into_inner()).summary(),
-        None => "sweeps only".to_string(),
-    };
-    let table = match db.counts().await {
-        Ok((processes, alarms)) => format!("{processes} processes, {alarms} alarms"),
-        Err(_) => "database unreachable".to_string(),
-    };
-    format!(
-        "{source}, {table}, {} breakers open, {} restarting",
-        supervisor.open_breakers().len(),
-        pipeline.busy()
-    )
+/// What the STATUS line is made of.
+#[derive(Clone)]
+struct StatusSources {
+    db: Arc<Db>,
+    supervisor: Arc<Supervisor>,
+    pipeline: Pipeline,
+    binlog: Option<Arc<std::sync::Mutex<binlog::Status>>>,
+}
+
+impl StatusSources {
+    /// e.g. `binlog at mysql-bin.000004:1234 (lag 0s), 12 processes, 1 alarms,
+    /// 0 breakers open, 0 restarting`.
+    async fn line(&self) -> String {
+        let source = match &self.binlog {
+            Some(b) => b.lock().unwrap_or_else(|p| p.into_inner()).summary(),
+            None => "sweeps only".to_string(),
+        };
+        let table = match self.db.counts().await {
+            Ok((processes, alarms)) => format!("{processes} processes, {alarms} alarms"),
+            Err(_) => "database unreachable".to_string(),
+        };
+        format!(
+            "{source}, {table}, {} breakers open, {} restarting",
+            self.supervisor.open_breakers().len(),
+            self.pipeline.busy()
+        )
+    }
 }
 
 async fn db_close(db: Arc<Db>) {

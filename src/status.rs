@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::state::StateDir;
 use crate::supervisor::breaker::{self, State};
-use crate::supervisor::BREAKER_FILE;
+use crate::supervisor::{wall_str, BREAKER_FILE};
 
 /// One process as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub async fn collect(config: &Config) -> Result<(Vec<Row>, Vec<String>), DbError
                 match breaker::from_text(&text, now, wall, config.monitor.circuit_reset_time) {
                     Ok(b) => b
                         .into_iter()
-                        .map(|(id, b)| (id, (b, breaker_until(b.state, now, wall))))
+                        .map(|(id, b)| (id, (b, breaker_until(b.state))))
                         .collect(),
                     Err(e) => {
                         remarks.push(format!("breaker state unreadable: {e}"));
@@ -115,13 +115,9 @@ pub async fn collect(config: &Config) -> Result<(Vec<Row>, Vec<String>), DbError
     Ok((out, remarks))
 }
 
-fn breaker_until(state: State, now: Instant, wall: SystemTime) -> Option<String> {
+fn breaker_until(state: State) -> Option<String> {
     match state {
-        State::Open { until, .. } => Some(
-            chrono::DateTime::<chrono::Local>::from(breaker::wall_of(until, now, wall))
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string(),
-        ),
+        State::Open { until, .. } => Some(wall_str(until)),
         _ => None,
     }
 }

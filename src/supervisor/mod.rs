@@ -550,8 +550,8 @@ fn short_time(stamp_s: &str) -> &str {
     stamp_s.strip_prefix(today.as_str()).unwrap_or(stamp_s)
 }
 
-/// Local wall-clock time of a monotonic deadline.
-fn wall_str(at: Instant) -> String {
+/// Local wall-clock time of a monotonic deadline, as notes and `status` show it.
+pub(crate) fn wall_str(at: Instant) -> String {
     let wall = breaker::wall_of(at, Instant::now(), SystemTime::now());
     chrono::DateTime::<chrono::Local>::from(wall)
         .format("%Y-%m-%d %H:%M:%S")
