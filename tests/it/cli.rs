@@ -1,17 +1,9 @@
 //! The binary as operators run it: config errors (exit 78), `--check-config`, `--once`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::common::daemon::Scratch;
+use crate::common::daemon::{bin, Scratch};
 use crate::common::db::TestDb;
-
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 fn text(o: &Output) -> String {
     format!(

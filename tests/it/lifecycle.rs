@@ -3,13 +3,13 @@
 //! `status`, `--dry-run`, `--version`.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::common::daemon::{eventually, read_lines, Scratch};
+use crate::common::daemon::{bin, eventually, read_lines, Scratch};
 use crate::common::db::TestDb;
 
 fn signal(child: &Child, sig: Signal) {
@@ -18,14 +18,6 @@ fn signal(child: &Child, sig: Signal) {
 
 fn log(s: &Scratch) -> String {
     std::fs::read_to_string(s.path("monitor_service.log")).unwrap_or_default()
-}
-
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

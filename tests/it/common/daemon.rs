@@ -98,6 +98,15 @@ pub fn unique_server_id() -> u32 {
     1_000_000 + (std::process::id() % 40_000) * 1000 + N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Runs the real binary to completion (no `RUST_LOG` from the test's environment).
+pub fn bin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_monitor_service"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 pub fn read_lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p)
         .map(|s| s.lines().map(str::to_string).collect())
