@@ -11,8 +11,12 @@ use crate::command::{self, CommandTemplate};
 
 /// Exit status for a bad configuration (EX_CONFIG from sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;
-/// Where the config lives when neither `-c` nor the environment says.
-pub const DEFAULT_CONFIG_PATH: &str = "/opt/monitor_service/config.ini";
+/// Where the config lives when neither `-c` nor the environment says (the
+/// packages install it there).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/monitor_service/config.ini";
+/// The bash service's config file: read when [`DEFAULT_CONFIG_PATH`] does
+/// not exist, so a host switching over keeps working.
+pub const LEGACY_CONFIG_PATH: &str = "/opt/monitor_service/config.ini";
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "MONITOR_SERVICE_CONFIG";
 
@@ -447,21 +451,79 @@ impl Config {
         self.processes.get(name).unwrap_or(&self.process_default)
     }
 
-    /// The config path: `-c PATH`, else `$MONITOR_SERVICE_CONFIG`, else
-    /// `/opt/monitor_service/config.ini`.
-    pub fn default_path(cli: Option<&Path>) -> PathBuf {
-        default_path_from(cli, std::env::var_os(CONFIG_ENV))
+    /// The config file to read: `-c PATH`, else `$MONITOR_SERVICE_CONFIG`,
+    /// else [`DEFAULT_CONFIG_PATH`], else [`LEGACY_CONFIG_PATH`] when only
+    /// that one exists.
+    pub fn default_path(cli: Option<&Path>) -> ConfigFile {
+        default_path_from(
+            cli,
+            std::env::var_os(CONFIG_ENV),
+            Path::new(DEFAULT_CONFIG_PATH),
+            Path::new(LEGACY_CONFIG_PATH),
+        )
     }
 }
 
-fn default_path_from(cli: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
-    if let Some(p) = cli {
-        return p.to_path_buf();
+/// The config file chosen at start-up and the rule that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file to read.
+    pub path: PathBuf,
+    /// Which rule picked it.
+    pub chosen_by: ChosenBy,
+}
+
+/// The rule of the lookup order that picked the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChosenBy {
+    /// `-c PATH` on the command line.
+    Flag,
+    /// `$MONITOR_SERVICE_CONFIG`.
+    Env,
+    /// [`DEFAULT_CONFIG_PATH`] (also when no file exists at all, so that
+    /// the error names the place to create it).
+    Default,
+    /// [`LEGACY_CONFIG_PATH`]: the default does not exist, the old one does.
+    Legacy,
+}
+
+impl ChosenBy {
+    /// Why this file, for the start-up log line and `--check-config`.
+    pub fn describe(self) -> String {
+        match self {
+            ChosenBy::Flag => "given with -c".to_string(),
+            ChosenBy::Env => format!("named by ${CONFIG_ENV}"),
+            ChosenBy::Default => "the default".to_string(),
+            ChosenBy::Legacy => format!(
+                "the bash service's old location, because {DEFAULT_CONFIG_PATH} does not exist; \
+                 move the file there when convenient"
+            ),
+        }
     }
-    match env {
-        Some(e) if !e.is_empty() => PathBuf::from(e),
-        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
-    }
+}
+
+/// The lookup order of [`Config::default_path`] with its inputs passed in:
+/// `default` and `legacy` are checked on the file system.
+fn default_path_from(
+    cli: Option<&Path>,
+    env: Option<std::ffi::OsString>,
+    default: &Path,
+    legacy: &Path,
+) -> ConfigFile {
+    let (path, chosen_by) = match (cli, env) {
+        (Some(p), _) => (p.to_path_buf(), ChosenBy::Flag),
+        (None, Some(e)) if !e.is_empty() => (PathBuf::from(e), ChosenBy::Env),
+        _ if !present(default) && present(legacy) => (legacy.to_path_buf(), ChosenBy::Legacy),
+        _ => (default.to_path_buf(), ChosenBy::Default),
+    };
+    ConfigFile { path, chosen_by }
+}
+
+/// False only when nothing is at `path`: a dangling link or a file that
+/// cannot be looked at counts as there, so its read error names it instead
+/// of another file being read silently.
+fn present(path: &Path) -> bool {
+    !matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn io_hint(e: &std::io::Error) -> String {
@@ -1746,23 +1808,106 @@ health_check_command = systemctl is-active apache2
         assert!(!format!("{:?}", c.database).contains("hunter2"));
     }
 
+    /// `default_path_from` with `default` and `legacy` under `dir`, made
+    /// (as files) when asked.
+    fn lookup(
+        dir: &Path,
+        cli: Option<&str>,
+        env: Option<&str>,
+        make_default: bool,
+        make_legacy: bool,
+    ) -> ConfigFile {
+        let default = dir.join("etc/config.ini");
+        let legacy = dir.join("opt/config.ini");
+        for (path, make) in [(&default, make_default), (&legacy, make_legacy)] {
+            let _ = std::fs::remove_file(path);
+            if make {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, "").unwrap();
+            }
+        }
+        default_path_from(cli.map(Path::new), env.map(Into::into), &default, &legacy)
+    }
+
     #[test]
-    fn default_path_order() {
-        let cli = Path::new("/x/c.ini");
-        assert_eq!(default_path_from(Some(cli), Some("/env.ini".into())), cli);
+    fn lookup_order_flag_then_env_then_etc_then_opt() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let file = |p: &str, chosen_by| ConfigFile {
+            path: PathBuf::from(p),
+            chosen_by,
+        };
+        let etc = d.join("etc/config.ini").to_str().unwrap().to_string();
+        let opt = d.join("opt/config.ini").to_str().unwrap().to_string();
+        // -c wins over everything, whether or not the file exists.
+        for (e, o) in [(true, true), (false, false)] {
+            assert_eq!(
+                lookup(d, Some("/x/c.ini"), Some("/env.ini"), e, o),
+                file("/x/c.ini", ChosenBy::Flag)
+            );
+        }
+        // Then the environment, even when it names a missing file.
         assert_eq!(
-            default_path_from(None, Some("/env.ini".into())),
-            PathBuf::from("/env.ini")
+            lookup(d, None, Some("/env.ini"), true, true),
+            file("/env.ini", ChosenBy::Env)
+        );
+        // An empty variable counts as unset.
+        assert_eq!(
+            lookup(d, None, Some(""), true, true),
+            file(&etc, ChosenBy::Default)
+        );
+        // /etc when it exists, also when the old file is still there.
+        assert_eq!(
+            lookup(d, None, None, true, true),
+            file(&etc, ChosenBy::Default)
         );
         assert_eq!(
-            default_path_from(None, Some("".into())),
-            PathBuf::from(DEFAULT_CONFIG_PATH)
+            lookup(d, None, None, true, false),
+            file(&etc, ChosenBy::Default)
         );
+        // /opt only when /etc has nothing.
         assert_eq!(
-            default_path_from(None, None),
-            PathBuf::from(DEFAULT_CONFIG_PATH)
+            lookup(d, None, None, false, true),
+            file(&opt, ChosenBy::Legacy)
         );
-        assert_eq!(Config::default_path(Some(cli)), cli);
+        // Neither: /etc, so the error names where to create it.
+        assert_eq!(
+            lookup(d, None, None, false, false),
+            file(&etc, ChosenBy::Default)
+        );
+    }
+
+    #[test]
+    fn lookup_reads_a_dangling_link_at_etc_instead_of_falling_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        lookup(d, None, None, false, true);
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::os::unix::fs::symlink(d.join("gone.ini"), d.join("etc/config.ini")).unwrap();
+        let chosen = default_path_from(
+            None,
+            None,
+            &d.join("etc/config.ini"),
+            &d.join("opt/config.ini"),
+        );
+        assert_eq!(chosen.chosen_by, ChosenBy::Default);
+        assert_eq!(chosen.path, d.join("etc/config.ini"));
+    }
+
+    #[test]
+    fn lookup_defaults_are_etc_then_the_bash_services_opt() {
+        assert_eq!(DEFAULT_CONFIG_PATH, "/etc/monitor_service/config.ini");
+        assert_eq!(LEGACY_CONFIG_PATH, "/opt/monitor_service/config.ini");
+        assert_eq!(
+            Config::default_path(Some(Path::new("/x/c.ini"))),
+            ConfigFile {
+                path: PathBuf::from("/x/c.ini"),
+                chosen_by: ChosenBy::Flag
+            }
+        );
+        assert!(ChosenBy::Legacy
+            .describe()
+            .contains("/etc/monitor_service/config.ini does not exist"));
     }
 
     #[test]

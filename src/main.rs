@@ -17,7 +17,7 @@ use monitor_service::{check, exit, run_with, status, Config, Hooks, RunOptions};
 #[derive(Debug, Parser)]
 #[command(name = "monitor_service", version, about, long_about = None)]
 struct Cli {
-    /// Configuration file [default: $MONITOR_SERVICE_CONFIG, else /opt/monitor_service/config.ini]
+    /// Configuration file [default: $MONITOR_SERVICE_CONFIG, else /etc/monitor_service/config.ini, else /opt/monitor_service/config.ini]
     #[arg(short = 'c', long = "config", value_name = "PATH", global = true)]
     config: Option<PathBuf>,
     /// Validate the config, database access, privileges, binlog readiness and programs, then exit
@@ -45,8 +45,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let path = Config::default_path(cli.config.as_deref());
-    let loaded = match Config::load(&path) {
+    let chosen = Config::default_path(cli.config.as_deref());
+    let loaded = match Config::load(&chosen.path) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("monitor_service: {e}");
@@ -86,6 +86,11 @@ fn main() -> ExitCode {
     }
 
     if cli.check_config {
+        println!(
+            "ok: config file {} ({})",
+            chosen.path.display(),
+            chosen.chosen_by.describe()
+        );
         for w in &loaded.warnings {
             println!("warning: {w}");
         }
@@ -115,6 +120,11 @@ fn main() -> ExitCode {
             .ok()
         }
     };
+    info!(
+        file = %chosen.path.display(),
+        chosen_by = %chosen.chosen_by.describe(),
+        "configuration read"
+    );
     for w in &loaded.warnings {
         warn!("{w}");
     }

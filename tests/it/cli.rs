@@ -134,3 +134,64 @@ async fn once_exits_zero_when_all_handled_and_one_when_a_procedure_fails() {
     );
     db.drop_db().await;
 }
+
+/// The `configuration read` INFO lines of `log`.
+fn config_read_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("[INFO] configuration read "))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_logs_one_info_line_naming_the_config_file_and_why() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    let path = s.path("c.ini");
+    std::fs::write(&path, s.config_text(&db, "")).unwrap();
+    let path_str = path.to_str().unwrap();
+    let log_path = s.path("monitor_service.log");
+
+    // -c wins over the environment.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor_service"))
+        .args(["-c", path_str, "--once"])
+        .env("MONITOR_SERVICE_CONFIG", "/nonexistent/env.ini")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines = config_read_lines(&log);
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(&format!("file={path_str} chosen_by=\"given with -c\"")),
+        "{log}"
+    );
+
+    // No -c: $MONITOR_SERVICE_CONFIG names the file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor_service"))
+        .arg("--once")
+        .env("MONITOR_SERVICE_CONFIG", path_str)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines = config_read_lines(&log);
+    assert_eq!(lines.len(), 2, "one line per start: {log}");
+    assert!(
+        lines[1].contains(&format!(
+            "file={path_str} chosen_by=\"named by $MONITOR_SERVICE_CONFIG\""
+        )),
+        "{log}"
+    );
+
+    // --check-config says the same on its first line.
+    let out = bin(&["-c", path_str, "--check-config"]);
+    let first = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(first, format!("ok: config file {path_str} (given with -c)"));
+    db.drop_db().await;
+}
