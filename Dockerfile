@@ -27,6 +27,5 @@ COPY man/monitor_service.8 /usr/share/man/man8/monitor_service.8
 # matched exactly, so each copy is one "process" in PROCESE).
 RUN for i in 1 2 3; do cp /bin/sleep "/usr/local/bin/demo_worker$i"; done \
     && chmod 755 /usr/local/bin/test_alarm.sh /usr/local/bin/monitor_service-entrypoint \
-    && mkdir -p /opt/monitor_service /var/lib/monitor_service
-ENV MONITOR_SERVICE_CONFIG=/opt/monitor_service/config.ini
+    && mkdir -p /etc/monitor_service /var/lib/monitor_service
 ENTRYPOINT ["/usr/local/bin/monitor_service-entrypoint"]

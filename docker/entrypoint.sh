@@ -5,8 +5,8 @@
 # passed on to monitor_service (e.g. --check-config).
 set -eu
 
-src=/etc/monitor_service/config.ini
-dst="${MONITOR_SERVICE_CONFIG:-/opt/monitor_service/config.ini}"
+src=/usr/local/etc/monitor_service/config.ini
+dst="${MONITOR_SERVICE_CONFIG:-/etc/monitor_service/config.ini}"
 if [ -f "$src" ]; then
   # The bind mount keeps the host's mode (usually 644); the daemon warns
   # about a readable file that holds a password.

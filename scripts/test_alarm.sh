@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/bash
 # test_alarm.sh: raise, list and reset STATUS_PROCESS alarms to test
 # monitor_service. Connection settings come from the daemon's own config.ini.
 #
@@ -21,7 +21,15 @@
 set -euo pipefail
 
 prog="$(basename "$0")"
-config="${MONITOR_SERVICE_CONFIG:-/opt/monitor_service/config.ini}"
+# The daemon's lookup order: $MONITOR_SERVICE_CONFIG, else the packages'
+# /etc/monitor_service/config.ini, else the bash service's /opt one.
+config="${MONITOR_SERVICE_CONFIG:-}"
+if [ -z "$config" ]; then
+  config=/etc/monitor_service/config.ini
+  if [ ! -e "$config" ] && [ ! -L "$config" ] && [ -e /opt/monitor_service/config.ini ]; then
+    config=/opt/monitor_service/config.ini
+  fi
+fi
 action=""
 id=""
 timeout=60
@@ -36,6 +44,7 @@ Without an action, an interactive menu is shown.
 
   -c, --config PATH  monitor_service config.ini to read [database] from
                      (default: \$MONITOR_SERVICE_CONFIG, else
+                     /etc/monitor_service/config.ini, else
                      /opt/monitor_service/config.ini)
   --list             show every process, its alarm and notes
   --alarm ID         set alarma = 1 for process ID

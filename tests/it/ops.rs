@@ -268,8 +268,8 @@ fn unit_directives(unit: &str) -> Vec<(String, String, String)> {
 fn verify_unit(unit_text: &str, dir: &Path) -> (bool, String) {
     let bin = env!("CARGO_BIN_EXE_monitor_service");
     let unit = unit_text.replace(
-        "ExecStart=/usr/bin/monitor_service ",
-        &format!("ExecStart={bin} "),
+        "ExecStart=/usr/bin/monitor_service",
+        &format!("ExecStart={bin}"),
     );
     assert!(
         unit.contains(bin),
@@ -311,10 +311,8 @@ fn systemd_unit_has_the_contract_directives() {
         v[0].clone()
     };
     assert_eq!(one("Service", "Type"), "notify");
-    assert_eq!(
-        one("Service", "ExecStart"),
-        "/usr/bin/monitor_service -c /opt/monitor_service/config.ini"
-    );
+    // No -c: the daemon's lookup order (/etc, then the bash service's /opt) applies.
+    assert_eq!(one("Service", "ExecStart"), "/usr/bin/monitor_service");
     assert_eq!(one("Service", "ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(one("Service", "NotifyAccess"), "main");
     assert_eq!(one("Service", "WatchdogSec"), "30");
