@@ -2,9 +2,9 @@
 #             extra cargo test args: make test ARGS="-- --nocapture"
 # make demo   the daemon against a throwaway MariaDB and three demo processes
 # make build  release build: target/release/monitor_service
-# make rpm    RPM package in target/packages/ (installs cargo-generate-rpm when missing)
+# make rpm    RPM package in target/packages/ (rpmbuild; installs rpm with apt-get when missing)
 # make deb    Debian package in target/packages/ (installs cargo-deb when missing)
-# make packages  both; make check-packages  both, then check their contents
+# make packages  both; make check-packages  both, then check, install (throwaway roots) and lint them
 #             (target/ is $CARGO_TARGET_DIR when set; README.md, Packages)
 .PHONY: test demo build fmt clippy rpm deb packages check-packages
 

@@ -23,3 +23,9 @@ ensure_mariadb() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y mariadb-server mariadb-client >&2
 }
+
+# Prints the value of the first `KEY = "value"` line of Cargo.toml (in the
+# current directory): version, revision, homepage, maintainer.
+cargo_toml_value() {
+  sed -n "s/^$1 = \"\\(.*\\)\"\$/\\1/p" Cargo.toml | head -n 1
+}

@@ -3,10 +3,10 @@
 # running daemon is restarted on the new binary (a stopped one stays
 # stopped; processes it started keep running, KillMode=process).
 # On erase a modified config.ini is kept as config.ini.rpmsave, and the
-# state in /var/lib/monitor_service and the log file are kept; directories
-# left empty are removed (the package cannot own directories).
+# state in /var/lib/monitor_service and the log file are kept; the state
+# directory (made by %post, not owned by the package) is removed when empty.
 if [ "$1" -eq 0 ]; then
-    rmdir /usr/share/monitor_service /opt/monitor_service /var/lib/monitor_service 2>/dev/null || :
+    rmdir /var/lib/monitor_service 2>/dev/null || :
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
