@@ -267,8 +267,8 @@ etc="$root/etc/monitor_service"
 [ "$(mode_of "$root/var/lib/monitor_service")" = 700 ] \
   && ok "deb: postinst makes /var/lib/monitor_service mode 700" \
   || fail "deb: /var/lib/monitor_service after install: $(mode_of "$root/var/lib/monitor_service"), expected 700"
-[ "$(ls "$etc")" = config.ini ] && ok "deb: nothing but config.ini in /etc/monitor_service" \
-  || fail "deb: /etc/monitor_service holds: $(ls "$etc" | tr '\n' ' ')"
+[ "$(find "$etc" -mindepth 1 -printf "%f\n")" = config.ini ] && ok "deb: nothing but config.ini in /etc/monitor_service" \
+  || fail "deb: /etc/monitor_service holds: $(find "$etc" -mindepth 1 -printf "%f ")"
 
 # Reinstall over a changed config and state: both kept, no conffile prompt
 # (stdin is /dev/null: a prompt would fail the install).

@@ -858,7 +858,7 @@ assert any(v.startswith("./sql/setup.sql:") for v in m["volumes"]), m["volumes"]
 assert d["build"]["context"] == "." and d["build"]["dockerfile"] == "Dockerfile", d["build"]
 assert d["depends_on"]["mysql"]["condition"] == "service_healthy", d["depends_on"]
 assert d["init"] is True
-assert any(v.startswith("./docker/config.ini:/etc/monitor_service/config.ini") for v in d["volumes"]), d["volumes"]
+assert any(v.startswith("./docker/config.ini:/usr/local/etc/monitor_service/config.ini") for v in d["volumes"]), d["volumes"]
 for name in s:
     for v in s[name].get("volumes", []):
         src = v.split(":")[0]
