@@ -252,6 +252,37 @@ dpkg_in() {
 }
 mode_of() { stat -c %a "$1" 2>/dev/null || echo missing; }
 
+# Checks shared by both formats' installs (KIND: deb or rpm).
+# installed_config KIND ROOT: the packaged config.ini, mode 600, in /etc.
+installed_config() {
+  local f="$2/etc/monitor_service/config.ini"
+  [ "$(mode_of "$f")" = 600 ] && cmp -s "$f" config.ini \
+    && ok "$1: installed /etc/monitor_service/config.ini is config.ini, mode 600" \
+    || fail "$1: installed config.ini: mode $(mode_of "$f"), or differs from config.ini"
+}
+# bash_service_config ROOT: the bash service's config in ROOT/opt (mode
+# 644, as it often is there); a copy is kept as $tmp/opt.ini.
+bash_service_config() {
+  mkdir -p "$1/opt/monitor_service"
+  printf '[database]\nuser = from_the_bash_service\n' >"$1/opt/monitor_service/config.ini"
+  chmod 644 "$1/opt/monitor_service/config.ini"
+  cp -p "$1/opt/monitor_service/config.ini" "$tmp/opt.ini"
+}
+# migrated KIND ROOT DEFAULT: after installing on a bash_service_config
+# root, /etc has the /opt config with mode 600, the packaged default is
+# /etc/monitor_service/DEFAULT, and /opt is as it was.
+migrated() {
+  local etc="$2/etc/monitor_service" opt="$2/opt/monitor_service/config.ini"
+  cmp -s "$etc/config.ini" "$tmp/opt.ini" && [ "$(mode_of "$etc/config.ini")" = 600 ] \
+    && ok "$1: the /opt config became /etc/monitor_service/config.ini, mode 600" \
+    || fail "$1: /etc/monitor_service/config.ini is not the /opt config with mode 600 (mode $(mode_of "$etc/config.ini"))"
+  cmp -s "$etc/$3" config.ini \
+    && ok "$1: the packaged default is kept as $3" \
+    || fail "$1: no $3 with the packaged default"
+  cmp -s "$opt" "$tmp/opt.ini" && [ "$(mode_of "$opt")" = 644 ] \
+    && ok "$1: /opt/monitor_service/config.ini left as it was" || fail "$1: /opt/monitor_service/config.ini changed"
+}
+
 # Fresh install: config 600 as packaged, state dir 700, no leftovers.
 root="$tmp/deb-root"
 new_root "$root"
@@ -261,9 +292,7 @@ else
   fail "deb: dpkg -i into an empty root: $(tail -n 5 "$tmp/dpkg.out")"
 fi
 etc="$root/etc/monitor_service"
-[ "$(mode_of "$etc/config.ini")" = 600 ] && cmp -s "$etc/config.ini" config.ini \
-  && ok "deb: installed /etc/monitor_service/config.ini is config.ini, mode 600" \
-  || fail "deb: installed config.ini: mode $(mode_of "$etc/config.ini"), or differs from config.ini"
+installed_config deb "$root"
 [ "$(mode_of "$root/var/lib/monitor_service")" = 700 ] \
   && ok "deb: postinst makes /var/lib/monitor_service mode 700" \
   || fail "deb: /var/lib/monitor_service after install: $(mode_of "$root/var/lib/monitor_service"), expected 700"
@@ -301,25 +330,15 @@ fi
 root="$tmp/deb-bash-host"
 new_root "$root"
 etc="$root/etc/monitor_service"
-mkdir -p "$root/opt/monitor_service"
-printf '[database]\nuser = from_the_bash_service\n' >"$root/opt/monitor_service/config.ini"
-chmod 644 "$root/opt/monitor_service/config.ini"
-cp -p "$root/opt/monitor_service/config.ini" "$tmp/opt.ini"
+bash_service_config "$root"
 if dpkg_in "$root" -i "$deb_file"; then
   ok "deb: dpkg -i on a host with /opt/monitor_service/config.ini"
 else
   fail "deb: dpkg -i on a host with /opt/monitor_service/config.ini: $(tail -n 5 "$tmp/dpkg.out")"
 fi
-cmp -s "$etc/config.ini" "$tmp/opt.ini" && [ "$(mode_of "$etc/config.ini")" = 600 ] \
-  && ok "deb: the /opt config became /etc/monitor_service/config.ini, mode 600" \
-  || fail "deb: /etc/monitor_service/config.ini is not the /opt config with mode 600 (mode $(mode_of "$etc/config.ini"))"
-cmp -s "$etc/config.ini.dpkg-dist" config.ini \
-  && ok "deb: the packaged default is kept as config.ini.dpkg-dist" \
-  || fail "deb: no config.ini.dpkg-dist with the packaged default"
+migrated deb "$root" config.ini.dpkg-dist
 [ ! -e "$etc/config.ini.dpkg-migrate" ] && ok "deb: no config.ini.dpkg-migrate left" \
   || fail "deb: config.ini.dpkg-migrate left behind"
-cmp -s "$root/opt/monitor_service/config.ini" "$tmp/opt.ini" && [ "$(mode_of "$root/opt/monitor_service/config.ini")" = 644 ] \
-  && ok "deb: /opt/monitor_service/config.ini left as it was" || fail "deb: /opt/monitor_service/config.ini changed"
 if dpkg_in "$root" -i "$deb_file" && cmp -s "$etc/config.ini" "$tmp/opt.ini"; then
   ok "deb: reinstall keeps the migrated config"
 else
@@ -479,9 +498,7 @@ if rpm_in "$root" -i --nodeps "$rpm_file"; then
 else
   fail "rpm: rpm -i into an empty root: $(tail -n 5 "$tmp/rpm.out")"
 fi
-[ "$(mode_of "$etc/config.ini")" = 600 ] && cmp -s "$etc/config.ini" config.ini \
-  && ok "rpm: installed /etc/monitor_service/config.ini is config.ini, mode 600" \
-  || fail "rpm: installed config.ini: mode $(mode_of "$etc/config.ini"), or differs from config.ini"
+installed_config rpm "$root"
 [ "$(mode_of "$root/var/lib/monitor_service")" = 700 ] \
   && ok "rpm: %post makes /var/lib/monitor_service mode 700" \
   || fail "rpm: /var/lib/monitor_service after install: $(mode_of "$root/var/lib/monitor_service"), expected 700"
@@ -505,24 +522,13 @@ fi
 # the packaged default lands as config.ini.rpmnew; /opt is left alone.
 root="$tmp/rpm-bash-host"
 rpm_root "$root"
-etc="$root/etc/monitor_service"
-mkdir -p "$root/opt/monitor_service"
-printf '[database]\nuser = from_the_bash_service\n' >"$root/opt/monitor_service/config.ini"
-chmod 644 "$root/opt/monitor_service/config.ini"
-cp -p "$root/opt/monitor_service/config.ini" "$tmp/opt.ini"
+bash_service_config "$root"
 if rpm_in "$root" -i --nodeps "$rpm_file"; then
   ok "rpm: rpm -i on a host with /opt/monitor_service/config.ini"
 else
   fail "rpm: rpm -i on a host with /opt/monitor_service/config.ini: $(tail -n 5 "$tmp/rpm.out")"
 fi
-cmp -s "$etc/config.ini" "$tmp/opt.ini" && [ "$(mode_of "$etc/config.ini")" = 600 ] \
-  && ok "rpm: the /opt config became /etc/monitor_service/config.ini, mode 600" \
-  || fail "rpm: /etc/monitor_service/config.ini is not the /opt config with mode 600 (mode $(mode_of "$etc/config.ini"))"
-cmp -s "$etc/config.ini.rpmnew" config.ini \
-  && ok "rpm: the packaged default is written as config.ini.rpmnew" \
-  || fail "rpm: no config.ini.rpmnew with the packaged default"
-cmp -s "$root/opt/monitor_service/config.ini" "$tmp/opt.ini" && [ "$(mode_of "$root/opt/monitor_service/config.ini")" = 644 ] \
-  && ok "rpm: /opt/monitor_service/config.ini left as it was" || fail "rpm: /opt/monitor_service/config.ini changed"
+migrated rpm "$root" config.ini.rpmnew
 
 # --- linters -----------------------------------------------------------------
 # lintian: every tag, info and overridden ones included, for the summary;

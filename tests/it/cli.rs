@@ -135,10 +135,22 @@ async fn once_exits_zero_when_all_handled_and_one_when_a_procedure_fails() {
     db.drop_db().await;
 }
 
-/// The `configuration read` INFO lines of `log`.
-fn config_read_lines(log: &str) -> Vec<&str> {
-    log.lines()
+/// Runs `monitor_service ARGS --once` with `$MONITOR_SERVICE_CONFIG` set to `env`, asserts exit
+/// 0 and returns the `configuration read` INFO lines of `log` so far.
+fn once_config_lines(args: &[&str], env: &str, log: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor_service"))
+        .args(args)
+        .arg("--once")
+        .env("MONITOR_SERVICE_CONFIG", env)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
         .filter(|l| l.contains("[INFO] configuration read "))
+        .map(str::to_string)
         .collect()
 }
 
@@ -149,41 +161,19 @@ async fn startup_logs_one_info_line_naming_the_config_file_and_why() {
     let path = s.path("c.ini");
     std::fs::write(&path, s.config_text(&db, "")).unwrap();
     let path_str = path.to_str().unwrap();
-    let log_path = s.path("monitor_service.log");
+    let log = s.path("monitor_service.log");
 
     // -c wins over the environment.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(["-c", path_str, "--once"])
-        .env("MONITOR_SERVICE_CONFIG", "/nonexistent/env.ini")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let lines = config_read_lines(&log);
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(
-        lines[0].contains(&format!("file={path_str} chosen_by=\"given with -c\"")),
-        "{log}"
-    );
+    let lines = once_config_lines(&["-c", path_str], "/nonexistent/env.ini", &log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let want = format!("file={path_str} chosen_by=\"given with -c\"");
+    assert!(lines[0].contains(&want), "{lines:?}");
 
     // No -c: $MONITOR_SERVICE_CONFIG names the file.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .arg("--once")
-        .env("MONITOR_SERVICE_CONFIG", path_str)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let lines = config_read_lines(&log);
-    assert_eq!(lines.len(), 2, "one line per start: {log}");
-    assert!(
-        lines[1].contains(&format!(
-            "file={path_str} chosen_by=\"named by $MONITOR_SERVICE_CONFIG\""
-        )),
-        "{log}"
-    );
+    let lines = once_config_lines(&[], path_str, &log);
+    assert_eq!(lines.len(), 2, "one line per start: {lines:?}");
+    let want = format!("file={path_str} chosen_by=\"named by $MONITOR_SERVICE_CONFIG\"");
+    assert!(lines[1].contains(&want), "{lines:?}");
 
     // --check-config says the same on its first line.
     let out = bin(&["-c", path_str, "--check-config"]);
