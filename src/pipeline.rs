@@ -244,12 +244,14 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                 }
                 .recheck_at(id, Instant::now() + DB_RETRY, source);
             }
-            Some(Handled::Silenced { until }) => {
-                // Looked at again the moment the silence ends.
-                Pipeline {
-                    inner: inner.clone(),
+            Some(Handled::Silenced { until, first }) => {
+                // Looked at again the moment the silence ends (one timer per silence).
+                if *first {
+                    Pipeline {
+                        inner: inner.clone(),
+                    }
+                    .recheck_at(id, *until, TriggerSource::Manual);
                 }
-                .recheck_at(id, *until, TriggerSource::Manual);
             }
             Some(Handled::NotAlarmed | Handled::DryRun) | None => {}
         }

@@ -44,8 +44,10 @@ pub enum Handled {
     /// The database could not be read; the sweep will try again.
     DbUnavailable,
     /// An operator silenced the process until `until`: alarm left raised, nothing run.
+    /// `first` the first time this silence stopped it (the re-check at `until` is due then).
     Silenced {
         until: Instant,
+        first: bool,
     },
 }
 
@@ -201,8 +203,8 @@ impl Supervisor {
             Some(name) => name,
             None => return Handled::Refused,
         };
-        if let Some(until) = self.silenced(id, &name, source).await {
-            return Handled::Silenced { until };
+        if let Some((until, first)) = self.silenced(id, &name, source).await {
+            return Handled::Silenced { until, first };
         }
 
         let now = Instant::now();
@@ -517,9 +519,15 @@ impl Supervisor {
         }
     }
 
-    /// An operator's silence of this process: noted once per silence (INFO, notes), and the
-    /// moment it ends, when the process is looked at again.
-    async fn silenced(&self, id: i64, name: &str, source: TriggerSource) -> Option<Instant> {
+    /// An operator's silence of this process: noted once per silence (INFO, notes); returns
+    /// the moment it ends (the process is looked at again then) and whether this was the first
+    /// time it stopped the process.
+    async fn silenced(
+        &self,
+        id: i64,
+        name: &str,
+        source: TriggerSource,
+    ) -> Option<(Instant, bool)> {
         let s = self.events.silenced(id, name)?;
         let until_s = chrono::DateTime::<chrono::Local>::from(s.until)
             .format("%Y-%m-%d %H:%M:%S")
@@ -539,7 +547,7 @@ impl Supervisor {
             .until
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        Some(Instant::now() + left)
+        Some((Instant::now() + left, s.first))
     }
 
     fn report(

@@ -73,8 +73,14 @@ async fn wait_for(port: u16, series: &str, value: f64) -> BTreeMap<String, f64> 
     let end = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         // Until the daemon has bound the port, there is nothing to scrape.
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(tokio::time::Instant::now() < end, "nothing listens on {port}");
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "nothing listens on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
