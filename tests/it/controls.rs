@@ -7,6 +7,7 @@ use crate::common::bin::BinDaemon;
 use crate::common::daemon::{bin, eventually, read_lines, Daemon, Scratch};
 use crate::common::db::TestDb;
 use crate::common::procs;
+use crate::common::proxy::Proxy;
 
 /// The real binary run to completion, off the async workers (the daemon under test may be in
 /// this process and must keep answering).
@@ -27,6 +28,18 @@ fn args(config: &std::path::Path, rest: &[&str]) -> Vec<String> {
     let mut v = vec!["-c".to_string(), config.display().to_string()];
     v.extend(rest.iter().map(|s| s.to_string()));
     v
+}
+
+/// Waits until the daemon answers `status` on its control socket (it is up then).
+async fn wait_answering(config: &std::path::Path) {
+    for _ in 0..100 {
+        let (_, out, _) = cli(args(config, &["status"])).await;
+        if out.contains("daemon running (pid") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the daemon never answered on its control socket");
 }
 
 /// An alert command that appends `EVENT|PROCESS|ID|DETAIL` to `alerts.log`.
@@ -144,17 +157,7 @@ async fn a_silenced_process_is_not_restarted_and_is_rechecked_when_the_silence_e
     let config = s.config(&db, &extra);
     let c = s.path("config.ini");
     let daemon = Daemon::start(config.clone());
-    // The control socket is up once the daemon answers `status`.
-    let mut ready = false;
-    for _ in 0..100 {
-        let (_, out, _) = cli(args(&c, &["status"])).await;
-        if out.contains("daemon running (pid") {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the daemon never answered on its control socket");
+    wait_answering(&c).await;
 
     let (code, out, err) = cli(args(&c, &["silence", "silsvc", "--for", "4s"])).await;
     assert_eq!(code, Some(0), "{out}{err}");
@@ -398,5 +401,68 @@ async fn the_setup_sql_account_can_read_what_status_shows() {
         let want = line.replace("'monitor'@'localhost'", "'monitor'@'127.0.0.1'");
         assert!(demo.contains(&want), "scripts/demo.sh lacks: {want}");
     }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_and_binlog_outages_alert_after_the_delay_and_recover_once() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    let proxy = Proxy::start(&db.host, db.port, true).await;
+    let text = s
+        .config_text(&db, &format!("{}after = 1.5\n", recorder(&s)))
+        .replace(
+            &format!("port = {}", db.port),
+            &format!("port = {}", proxy.port),
+        )
+        .replace("connect_timeout = 5", "connect_timeout = 1")
+        .replace("[monitor]\n", "[monitor]\nbinlog = on\n");
+    std::fs::write(s.path("c.ini"), text).unwrap();
+    let c = s.path("c.ini");
+    let config = monitor_service::Config::load(&c).unwrap().config;
+    let daemon = Daemon::start(config);
+    wait_answering(&c).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(events(&s).is_empty(), "{:?}", events(&s));
+
+    let down_at = Instant::now();
+    proxy.down();
+    assert!(
+        eventually(Duration::from_secs(15), || events(&s).len() >= 2).await,
+        "no outage alerts: {:?}",
+        events(&s)
+    );
+    assert!(
+        down_at.elapsed() >= Duration::from_millis(1500),
+        "alerted before [alerts] after"
+    );
+    let mut first: Vec<String> = events(&s);
+    first.sort();
+    assert_eq!(first, vec!["binlog_down", "database_down"]);
+    // Still down: no more alerts.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(events(&s).len(), 2, "{:?}", events(&s));
+    let lines = read_lines(&s.path("alerts.log"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("database_down|||") && l.contains("database unreachable for")),
+        "{lines:?}"
+    );
+
+    proxy.up();
+    assert!(
+        eventually(Duration::from_secs(40), || events(&s).len() >= 4).await,
+        "no recovery alerts: {:?}",
+        events(&s)
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        events(&s)[2..],
+        ["recovered", "recovered"],
+        "{:?}",
+        events(&s)
+    );
+    daemon.stop().await;
     db.drop_db().await;
 }
