@@ -20,6 +20,9 @@ use crate::supervisor::Supervisor;
 
 /// How often the textfile is rewritten.
 pub const TEXTFILE_EVERY: Duration = Duration::from_secs(10);
+/// A database that has not answered the look within this is down (a connection into a
+/// network black hole never fails by itself).
+const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the watch last learnt from the database.
 #[derive(Debug, Default)]
@@ -109,12 +112,15 @@ impl Watch {
 
     async fn look(&self) {
         let now = Instant::now();
-        let processes = self.db.observe(processes(&self.db).await);
-        let up = processes.is_ok();
+        let processes = match tokio::time::timeout(LOOK_TIMEOUT, processes(&self.db)).await {
+            Ok(r) => self.db.observe(r).ok(),
+            Err(_) => None,
+        };
+        let up = processes.is_some();
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.database_up = up;
-            if let Ok(p) = processes {
+            if let Some(p) = processes {
                 self.hub.metrics().known(p.values().map(String::as_str));
                 seen.processes = p;
             }

@@ -23,6 +23,8 @@ use crate::supervisor::BREAKER_FILE;
 
 /// How long the client waits for the daemon's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a name is looked up in PROCESE.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What an operator asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,16 +250,29 @@ fn push_line(text: &mut Option<String>, line: &str) {
 }
 
 /// The ids of the PROCESE rows named `name`.
-pub async fn ids_of(db: &Db, name: &str) -> Result<Vec<i64>, DbError> {
-    let mut conn = db.conn().await?;
-    "SELECT process_id FROM PROCESE WHERE process_name = ? ORDER BY process_id"
-        .with((name,))
-        .fetch(&mut conn)
+pub async fn ids_of(db: &Db, name: &str) -> Result<Vec<i64>, String> {
+    let lookup = async {
+        let mut conn = db.conn().await.map_err(|e| e.to_string())?;
+        "SELECT process_id FROM PROCESE WHERE process_name = ? ORDER BY process_id"
+            .with((name,))
+            .fetch(&mut conn)
+            .await
+            .map_err(|source| {
+                DbError::Query {
+                    what: "looking up the process by name",
+                    source,
+                    hint: "",
+                }
+                .to_string()
+            })
+    };
+    tokio::time::timeout(LOOKUP_TIMEOUT, lookup)
         .await
-        .map_err(|source| DbError::Query {
-            what: "looking up the process by name",
-            source,
-            hint: "",
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the database within {}s",
+                LOOKUP_TIMEOUT.as_secs()
+            ))
         })
 }
 
