@@ -105,6 +105,18 @@ async fn one_breaker_open_alert_for_a_flapping_process_and_recovered_after_reset
     );
     assert!(line.contains("circuit open until"), "{line}");
 
+    // `status` asks the daemon: the live breaker and its re-check time.
+    let (_, table, _) = cli(args(&s.path("c.ini"), &["status"])).await;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("5 "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("open until") && row.contains("(2 failures)"),
+        "{table}"
+    );
+    assert!(table.contains("daemon running (pid"), "{table}");
+
     // The process is fixed; the operator resets the breaker: re-checked at once.
     std::fs::write(&healthy, "").unwrap();
     let reset_at = Instant::now();
