@@ -88,11 +88,9 @@ CREATE USER IF NOT EXISTS 'monitor'@'localhost' IDENTIFIED BY 'change-me';
 -- Sweeps and outcome writes: read both tables, clear alarms / write notes.
 GRANT SELECT ON v_process_monitor.PROCESE TO 'monitor'@'localhost';
 GRANT SELECT, UPDATE ON v_process_monitor.STATUS_PROCESS TO 'monitor'@'localhost';
--- Optional history table (write only: one row per restart procedure).
-GRANT INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'localhost';
--- `monitor_service status` shows each process's last restart from the history
--- table when its account may read it; the daemon itself never does. Optional:
---     GRANT SELECT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'localhost';
+-- Optional history table: INSERT for the daemon (one row per restart
+-- procedure), SELECT for `monitor_service status` (each process's last restart).
+GRANT SELECT, INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'localhost';
 -- GET_LOCK (one claim per restart procedure, so two daemons on one database
 -- never restart a process twice) needs no grant.
 

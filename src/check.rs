@@ -39,6 +39,9 @@ pub struct Report {
 pub fn missing_programs(config: &Config) -> Vec<Finding> {
     let mut programs = BTreeSet::new();
     programs.insert(config.monitor.systemctl.clone());
+    if let Some(alert) = &config.alerts.command {
+        programs.insert(alert.program().to_string());
+    }
     for p in std::iter::once(&config.process_default).chain(config.processes.values()) {
         for cmd in [
             &p.pre_restart_command,
@@ -148,5 +151,29 @@ pub async fn check(config: &Config) -> Report {
     Report {
         findings,
         exit_code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_alert_program_is_a_warning() {
+        let text = "[monitor]\nsystemctl = /bin/true\n[alerts]\ncommand = /no/such/alerter %s\n\
+                    [process.default]\nhealth_check_command = /bin/true\n";
+        let config = Config::parse(text, std::path::Path::new("c.ini"))
+            .unwrap()
+            .config;
+        let found: Vec<String> = missing_programs(&config)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                "warning: program `/no/such/alerter` named in the config is not found on this host"
+            ]
+        );
     }
 }

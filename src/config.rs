@@ -125,6 +125,10 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// `[logging]`.
     pub logging: LoggingConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[alerts]`.
+    pub alerts: AlertsConfig,
     /// Built-ins overlaid by `[process.default]`.
     pub process_default: ProcessConfig,
     /// `[process.NAME]` overlaid on `process_default`.
@@ -138,6 +142,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             monitor: MonitorConfig::default(),
             logging: LoggingConfig::default(),
+            metrics: MetricsConfig::default(),
+            alerts: AlertsConfig::default(),
             process_default: ProcessConfig::default(),
             processes: BTreeMap::new(),
         }
@@ -247,6 +253,8 @@ pub struct MonitorConfig {
     pub systemctl: String,
     /// Optional history table (a safe SQL identifier).
     pub history_table: String,
+    /// Where the daemon listens for `reset`, `silence`, `unsilence` and `status`.
+    pub control_socket: PathBuf,
 }
 
 impl Default for MonitorConfig {
@@ -261,6 +269,37 @@ impl Default for MonitorConfig {
             state_dir: PathBuf::from("/var/lib/monitor_service"),
             systemctl: "systemctl".to_string(),
             history_table: "RESTART_HISTORY".to_string(),
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
+/// Where the control socket is when `[monitor] control_socket` does not say.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/monitor_service/control.sock";
+
+/// `[metrics]`: both off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// Address for `GET /metrics`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// File rewritten every 10 s for node_exporter's textfile collector.
+    pub textfile: Option<PathBuf>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// Run for each alert; `None` = no alerts.
+    pub command: Option<CommandTemplate>,
+    /// How long the database or the binlog must be down before it is an alert.
+    pub after: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            command: None,
+            after: Duration::from_secs(60),
         }
     }
 }
@@ -402,7 +441,10 @@ const MONITOR_KEYS: &[&str] = &[
     "state_dir",
     "systemctl",
     "history_table",
+    "control_socket",
 ];
+const METRICS_KEYS: &[&str] = &["listen", "textfile"];
+const ALERTS_KEYS: &[&str] = &["command", "after"];
 const LOGGING_KEYS: &[&str] = &["max_log_size", "log_files_to_keep", "log_file", "level"];
 const PROCESS_KEYS: &[&str] = &[
     "restart_strategy",
@@ -897,6 +939,7 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         state_dir: mon.field("state_dir", m.state_dir, file_path)?,
         systemctl: mon.field("systemctl", m.systemctl, program_name)?,
         history_table: mon.field("history_table", m.history_table, sql_identifier)?,
+        control_socket: mon.field("control_socket", m.control_socket, socket_path)?,
     };
 
     let lg = sect("logging");
@@ -913,6 +956,21 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         level: lg.field("level", l.level, log_level)?,
     };
 
+    let me = sect("metrics");
+    me.warn_unknown(METRICS_KEYS, warnings);
+    let metrics = MetricsConfig {
+        listen: me.opt_field("listen", None, listen_address)?,
+        textfile: me.opt_field("textfile", None, textfile_path)?,
+    };
+
+    let al = sect("alerts");
+    al.warn_unknown(ALERTS_KEYS, warnings);
+    let a = AlertsConfig::default();
+    let alerts = AlertsConfig {
+        command: al.opt_field("command", a.command, command)?,
+        after: al.field("after", a.after, positive_seconds)?,
+    };
+
     let def = sect("process.default");
     def.warn_unknown(PROCESS_KEYS, warnings);
     let process_default = process_config(&def, &ProcessConfig::default())?;
@@ -924,7 +982,9 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         };
         let line = section.line.unwrap_or(0);
         match name.as_str() {
-            "database" | "monitor" | "logging" | "process.default" => continue,
+            "database" | "monitor" | "logging" | "metrics" | "alerts" | "process.default" => {
+                continue
+            }
             _ => {}
         }
         let Some(process) = name.strip_prefix(PROCESS_PREFIX) else {
@@ -935,7 +995,10 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
             );
             if name == "process" {
                 w.push_str("; did you mean [process.NAME] or [process.default]?");
-            } else if let Some(s) = suggest(name, &["database", "monitor", "logging"]) {
+            } else if let Some(s) = suggest(
+                name,
+                &["database", "monitor", "logging", "metrics", "alerts"],
+            ) {
                 w.push_str(&format!("; did you mean [{s}]?"));
             }
             warnings.push(w);
@@ -965,6 +1028,8 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         database,
         monitor,
         logging,
+        metrics,
+        alerts,
         process_default,
         processes,
     })
@@ -1113,6 +1178,47 @@ fn file_path(s: &str) -> Result<PathBuf, String> {
         Err("expected a file system path".to_string())
     } else {
         Ok(PathBuf::from(s))
+    }
+}
+
+/// `[metrics] listen`: `ADDRESS:PORT` (`[::1]:PORT` for IPv6), or a port alone for loopback.
+fn listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    let expected = || {
+        "expected ADDRESS:PORT such as 127.0.0.1:9870 or [::1]:9870, or a port alone for 127.0.0.1 (port 1 to 65535)".to_string()
+    };
+    let addr = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = s.parse().map_err(|_| expected())?;
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    } else {
+        s.parse().map_err(|_| expected())?
+    };
+    if addr.port() == 0 {
+        return Err(expected());
+    }
+    Ok(addr)
+}
+
+/// `[metrics] textfile`: node_exporter's textfile collector reads only `*.prom` files.
+fn textfile_path(s: &str) -> Result<PathBuf, String> {
+    let p = file_path(s)?;
+    let named = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.len() > 5 && n.ends_with(".prom"));
+    if named && p.is_absolute() {
+        Ok(p)
+    } else {
+        Err("expected an absolute path of a file ending in .prom (node_exporter's textfile collector reads only *.prom), e.g. /var/lib/node_exporter/textfile/monitor_service.prom".to_string())
+    }
+}
+
+/// `[monitor] control_socket`: a path that fits a Unix socket address (107 bytes).
+fn socket_path(s: &str) -> Result<PathBuf, String> {
+    let p = file_path(s)?;
+    if s.len() <= 107 && p.is_absolute() && p.file_name().is_some() {
+        Ok(p)
+    } else {
+        Err("expected an absolute path of at most 107 bytes (the limit of a Unix socket address), e.g. /run/monitor_service/control.sock".to_string())
     }
 }
 
@@ -1994,6 +2100,8 @@ health_check_command = systemctl is-active apache2
             .iter()
             .chain(MONITOR_KEYS)
             .chain(LOGGING_KEYS)
+            .chain(METRICS_KEYS)
+            .chain(ALERTS_KEYS)
             .chain(PROCESS_KEYS)
         {
             assert!(
@@ -2006,7 +2114,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            30,
+            35,
             "one 'Default:' per key"
         );
 
@@ -2024,5 +2132,92 @@ health_check_command = systemctl is-active apache2
             Some("check_interval")
         );
         assert_eq!(suggest("zzz", MONITOR_KEYS), None);
+    }
+
+    #[test]
+    fn metrics_alerts_and_control_keys_parse() {
+        let c = parse("").config;
+        assert_eq!(c.metrics, MetricsConfig::default());
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.alerts.command, None);
+        assert_eq!(c.alerts.after, Duration::from_secs(60));
+        assert_eq!(
+            c.monitor.control_socket,
+            PathBuf::from("/run/monitor_service/control.sock")
+        );
+        let l = parse(
+            "[metrics]\nlisten = 127.0.0.1:9870\ntextfile = /var/lib/node_exporter/ms.prom\n\
+             [alerts]\ncommand = /usr/local/bin/page --host %s\nafter = 2.5\n\
+             [monitor]\ncontrol_socket = /tmp/x/c.sock\n",
+        );
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let c = l.config;
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9870".parse().unwrap()));
+        assert_eq!(
+            c.metrics.textfile,
+            Some(PathBuf::from("/var/lib/node_exporter/ms.prom"))
+        );
+        assert_eq!(c.alerts.command, Some(cmd("/usr/local/bin/page --host %s")));
+        assert_eq!(c.alerts.after, Duration::from_millis(2500));
+        assert_eq!(c.monitor.control_socket, PathBuf::from("/tmp/x/c.sock"));
+        let port_only = parse("[metrics]\nlisten = 9100\n").config;
+        assert_eq!(
+            port_only.metrics.listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        let v6 = parse("[metrics]\nlisten = [::1]:9100\n").config;
+        assert_eq!(v6.metrics.listen, Some("[::1]:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_metrics_alerts_and_control_values_name_the_key() {
+        for (text, key, allowed) in [
+            (
+                "[metrics]\nlisten = localhost:9870\n",
+                "[metrics] listen",
+                "ADDRESS:PORT",
+            ),
+            (
+                "[metrics]\nlisten = 127.0.0.1:0\n",
+                "[metrics] listen",
+                "ADDRESS:PORT",
+            ),
+            (
+                "[metrics]\nlisten = 70000\n",
+                "[metrics] listen",
+                "ADDRESS:PORT",
+            ),
+            (
+                "[metrics]\ntextfile = /tmp/ms.txt\n",
+                "[metrics] textfile",
+                ".prom",
+            ),
+            (
+                "[metrics]\ntextfile = ms.prom\n",
+                "[metrics] textfile",
+                "absolute",
+            ),
+            (
+                "[alerts]\ncommand = \"unclosed\n",
+                "[alerts] command",
+                "command",
+            ),
+            ("[alerts]\nafter = 0\n", "[alerts] after", "greater than 0"),
+            (
+                "[monitor]\ncontrol_socket = relative.sock\n",
+                "[monitor] control_socket",
+                "107 bytes",
+            ),
+        ] {
+            let m = parse_err(text);
+            assert!(m.starts_with("/etc/x/config.ini:2: "), "{m}");
+            assert!(m.contains(key) && m.contains(allowed), "{text}: {m}");
+        }
+        let long = format!("[monitor]\ncontrol_socket = /{}\n", "a".repeat(107));
+        assert!(parse_err(&long).contains("107 bytes"));
+        let w = parse("[metrics]\nlisen = 1\n[alerts]\ncomand = x\n").warnings;
+        assert!(w[0].contains("did you mean 'listen'"), "{w:?}");
+        assert!(w[1].contains("did you mean 'command'"), "{w:?}");
+        assert!(parse("[metric]\n").warnings[0].contains("did you mean [metrics]"));
     }
 }

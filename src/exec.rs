@@ -187,10 +187,20 @@ fn spawn_error(program: &str, e: io::Error) -> ExecError {
 /// Runs `argv` (argv[0] looked up on PATH by the OS) without a shell, stdin from /dev/null,
 /// in a new process group. On timeout the whole group is SIGKILLed and `TimedOut` returned.
 pub async fn run(argv: &[String], timeout: Duration) -> Result<CommandOutcome, ExecError> {
+    run_with_env(argv, &[], timeout).await
+}
+
+/// [`run`] with `env` added to the daemon's environment.
+pub async fn run_with_env(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<CommandOutcome, ExecError> {
     let (program, args) = argv.split_first().ok_or(ExecError::EmptyCommand)?;
 
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

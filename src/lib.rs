@@ -3,19 +3,28 @@
 //! [`run`] is the daemon (and `--once`); `main.rs` only parses arguments, sets up logging and
 //! signals, and maps [`Error`] to an exit code. Tests call [`run`] in-process and cancel the token.
 
+pub mod alerts;
 pub mod check;
 pub mod command;
 pub mod config;
+pub mod control;
 pub mod db;
+pub mod events;
 pub mod exec;
+pub mod http;
+pub mod hub;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod procs;
+pub mod services;
+pub mod silence;
 pub mod source;
 pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +38,7 @@ use tracing::{error, info, warn};
 use config::BinlogMode;
 pub use config::Config;
 use db::{Db, DbError};
+use hub::Hub;
 use pipeline::{Counts, Pipeline};
 use source::binlog::{self, BinlogSource, Position};
 use source::{Trigger, TriggerSource};
@@ -39,6 +49,8 @@ use supervisor::Supervisor;
 pub mod exit {
     /// A procedure failed (`--once`).
     pub const FAILURE: i32 = 1;
+    /// A command line argument is wrong (EX_USAGE).
+    pub const USAGE: i32 = 64;
     /// The database cannot be reached (EX_UNAVAILABLE).
     pub const UNAVAILABLE: i32 = 69;
     /// The state directory cannot be created or written (EX_CANTCREAT).
@@ -66,6 +78,8 @@ pub enum Error {
     },
     #[error("the binlog cannot be followed and [monitor] binlog = on requires it: {0}")]
     Binlog(String),
+    #[error(transparent)]
+    Services(#[from] services::ServiceError),
     #[error("{failed} restart procedure(s) failed, {refused} refused, {blocked} blocked by an open circuit breaker")]
     Procedures {
         failed: u64,
@@ -82,6 +96,7 @@ impl Error {
             Error::Database(_) => exit::UNAVAILABLE,
             Error::StateDir { .. } => exit::CANTCREAT,
             Error::Binlog(_) => exit::UNAVAILABLE,
+            Error::Services(_) => exit::UNAVAILABLE,
             Error::Procedures { .. } => exit::FAILURE,
         }
     }
@@ -128,6 +143,13 @@ pub async fn run_with(
         path: config.monitor.state_dir.clone(),
         source,
     })?;
+    let bound = if opts.once {
+        None
+    } else {
+        Some(services::bind(&config).await?)
+    };
+    let _state_lock = services::hold_state(&state).await;
+    let hub = Arc::new(Hub::new(config.clone(), state.clone()));
     let db = Arc::new(Db::with_capacity(
         &config.database,
         &config.monitor.history_table,
@@ -149,17 +171,19 @@ pub async fn run_with(
 
     // Procedures are cut short only when the grace period after shutdown has passed.
     let abort = CancellationToken::new();
-    let supervisor = Arc::new(Supervisor::new(
+    let supervisor = Arc::new(Supervisor::with_events(
         config.clone(),
         db.clone(),
         state,
         opts.dry_run,
         abort.clone(),
+        hub.clone(),
     ));
-    let pipeline = Pipeline::new(
+    let pipeline = Pipeline::with_events(
         supervisor.clone(),
         config.monitor.max_parallel_restarts,
         token.clone(),
+        hub.clone(),
     );
 
     let startup = source::sweep::sweep(&db, TriggerSource::Startup).await;
@@ -184,6 +208,7 @@ pub async fn run_with(
         pipeline.shutdown().await;
         let counts = pipeline.counts();
         drop((pipeline, supervisor));
+        hub.close().await;
         db_close(db).await;
         return if counts.failed + counts.refused + counts.blocked + counts.unavailable > 0 {
             Err(Error::Procedures {
@@ -229,6 +254,14 @@ pub async fn run_with(
         })
     });
     drop(tx);
+    let context = control::server::Context {
+        supervisor: supervisor.clone(),
+        pipeline: pipeline.clone(),
+        hub: hub.clone(),
+        db: db.clone(),
+    };
+    let bound = bound.unwrap_or(services::Bound::none());
+    let services = services::start(&config, bound, context, binlog_status.clone()).await;
     let status = StatusSources {
         db: db.clone(),
         supervisor: supervisor.clone(),
@@ -254,7 +287,7 @@ pub async fn run_with(
             }
             Some(()) = async { match hooks.as_mut() { Some(h) => h.reload.recv().await, None => std::future::pending().await } } => {
                 if let Some(h) = &hooks {
-                    reload(&supervisor, h);
+                    reload(&supervisor, &hub, h);
                 }
             }
             t = rx.recv() => match t {
@@ -281,12 +314,14 @@ pub async fn run_with(
         abort.cancel();
         pipeline.shutdown().await;
     }
+    services.stop().await;
+    hub.close().await;
     let _ = sweeper.await;
     if let Some(task) = binlog_task {
         let _ = task.await;
     }
     let counts = pipeline.counts();
-    drop((pipeline, supervisor, status, status_task));
+    drop((pipeline, supervisor, status, status_task, services, hub));
     info!(
         succeeded = counts.succeeded,
         failed = counts.failed,
@@ -375,7 +410,7 @@ async fn wait_for_database(db: &Db, token: &CancellationToken) -> bool {
 }
 
 /// Re-reads the config file: a bad one is refused with an ERROR and the old one kept.
-fn reload(supervisor: &Supervisor, hooks: &Hooks) {
+fn reload(supervisor: &Supervisor, hub: &Hub, hooks: &Hooks) {
     let current = supervisor.config();
     match Config::load(&current.path) {
         Err(e) => {
@@ -391,7 +426,9 @@ fn reload(supervisor: &Supervisor, hooks: &Hooks) {
                 warn!(settings = %later.join(", "), "changed settings that take effect only after a restart of the daemon");
             }
             (hooks.after_reload)(&new);
-            supervisor.set_config(Arc::new(new));
+            let new = Arc::new(new);
+            hub.set_config(new.clone());
+            supervisor.set_config(new);
             info!(file = %current.path.display(), "configuration reloaded");
         }
     }
@@ -412,6 +449,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("state_dir", o.state_dir != n.state_dir),
         ("history_table", o.history_table != n.history_table),
+        ("control_socket", o.control_socket != n.control_socket),
+        ("[metrics]", old.metrics != new.metrics),
         ("log_file", ol.log_file != nl.log_file),
         ("max_log_size", ol.max_log_size_kb != nl.max_log_size_kb),
         (

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,7 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use monitor_service::control::{self, Request};
 use monitor_service::logging::{self, LogSettings};
+use monitor_service::silence::{self, Target};
 use monitor_service::{check, exit, run_with, status, Config, Hooks, RunOptions};
 
 /// Keeps critical processes alive: restarts a process when its alarm is raised in
@@ -35,11 +38,37 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show processes, alarms, circuit breakers, last restarts and notes
+    /// Show processes, alarms, circuit breakers, silences, last restarts and notes
     Status {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// Close a process's circuit breaker and re-check it at once
+    Reset {
+        /// process_id, or the name in PROCESE
+        process: String,
+    },
+    /// Leave a process's alarms raised and restart nothing until the silence ends
+    Silence {
+        /// process_id, or the name in PROCESE (a name covers every id with that name)
+        process: String,
+        /// How long, e.g. 30m, 2h, 1d, 1h30m (at most 30 days)
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            conflicts_with = "until",
+            required_unless_present = "until"
+        )]
+        duration: Option<String>,
+        /// Until this local time: "YYYY-MM-DD HH:MM[:SS]", or HH:MM[:SS] (the next one)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
+    /// End a silence at once (the process is re-checked)
+    Unsilence {
+        /// process_id, or the name in PROCESE, as given to silence
+        process: String,
     },
 }
 
@@ -65,24 +94,31 @@ fn main() -> ExitCode {
         }
     };
 
-    if let Some(Command::Status { json }) = cli.command {
-        return match runtime.block_on(status::collect(&loaded.config)) {
-            Ok((rows, remarks)) => {
-                if json {
-                    print!("{}", status::json(&rows));
-                } else {
-                    print!("{}", status::table(&rows));
+    match cli.command {
+        Some(Command::Status { json }) => return show_status(&runtime, &loaded.config, json),
+        Some(Command::Reset { process }) => {
+            return control_command(&runtime, &loaded.config, &process, Request::Reset)
+        }
+        Some(Command::Silence {
+            process,
+            duration,
+            until,
+        }) => {
+            let end = match silence_end(duration.as_deref(), until.as_deref()) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("monitor_service: {e}");
+                    return code(exit::USAGE);
                 }
-                for r in remarks {
-                    eprintln!("monitor_service: {r}");
-                }
-                code(0)
-            }
-            Err(e) => {
-                eprintln!("monitor_service: {e}");
-                code(exit::UNAVAILABLE)
-            }
-        };
+            };
+            return control_command(&runtime, &loaded.config, &process, |t| {
+                Request::Silence(t, end)
+            });
+        }
+        Some(Command::Unsilence { process }) => {
+            return control_command(&runtime, &loaded.config, &process, Request::Unsilence)
+        }
+        None => {}
     }
 
     if cli.check_config {
@@ -160,6 +196,79 @@ fn main() -> ExitCode {
     };
     drop(guard);
     code(exit_code)
+}
+
+/// `status`: the table (and where the state came from) or JSON.
+fn show_status(runtime: &tokio::runtime::Runtime, config: &Config, json: bool) -> ExitCode {
+    let result = runtime.block_on(async {
+        let (saved, mut remarks) = control::status_state(config).await;
+        let (rows, more) = status::collect(config, &saved).await?;
+        remarks.extend(more);
+        Ok::<_, monitor_service::db::DbError>((rows, remarks, saved.source))
+    });
+    match result {
+        Ok((rows, remarks, source)) => {
+            if json {
+                print!("{}", status::json(&rows));
+            } else {
+                print!("{}", status::table(&rows));
+                println!("\n{source}");
+            }
+            for r in remarks {
+                eprintln!("monitor_service: {r}");
+            }
+            code(0)
+        }
+        Err(e) => {
+            eprintln!("monitor_service: {e}");
+            code(exit::UNAVAILABLE)
+        }
+    }
+}
+
+/// `reset`, `silence`, `unsilence`: through the daemon, or on its files when it is stopped.
+fn control_command(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    process: &str,
+    request: impl FnOnce(Target) -> Request,
+) -> ExitCode {
+    let target = match Target::parse(process) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("monitor_service: {e}");
+            return code(exit::USAGE);
+        }
+    };
+    match runtime.block_on(control::execute(config, &request(target))) {
+        Ok(message) => {
+            println!("{message}");
+            code(0)
+        }
+        Err(e) => {
+            eprintln!("monitor_service: {e}");
+            code(e.code)
+        }
+    }
+}
+
+/// When a silence given as `--for` or `--until` ends.
+fn silence_end(duration: Option<&str>, until: Option<&str>) -> Result<SystemTime, String> {
+    match (duration, until) {
+        (Some(d), _) => Ok(SystemTime::now() + silence::parse_for(d)?),
+        (None, Some(u)) => {
+            let now = chrono::Local::now();
+            let at = silence::parse_until(u, now.naive_local())?;
+            let local = at
+                .and_local_timezone(chrono::Local)
+                .earliest()
+                .ok_or_else(|| {
+                    format!("--until {u:?}: that local time does not exist (clock change)")
+                })?;
+            Ok(SystemTime::from(local))
+        }
+        (None, None) => Err("give --for DURATION or --until TIME".to_string()),
+    }
 }
 
 /// SIGTERM and SIGINT begin a graceful stop; SIGHUP asks for a configuration reload.

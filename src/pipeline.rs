@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use crate::events::{Events, NoEvents};
 use crate::source::binlog::{RowChange, RowKind};
 use crate::source::{Trigger, TriggerSource};
 use crate::supervisor::{Handled, Supervisor};
@@ -70,6 +71,7 @@ struct Inner {
     stats: Stats,
     /// Signalled whenever the last procedure under way ends.
     idle: Notify,
+    events: Arc<dyn Events>,
 }
 
 /// The dispatcher; cheap to clone.
@@ -84,6 +86,16 @@ impl Pipeline {
         max_parallel: usize,
         token: CancellationToken,
     ) -> Pipeline {
+        Pipeline::with_events(supervisor, max_parallel, token, Arc::new(NoEvents))
+    }
+
+    /// [`Pipeline::new`] reporting each trigger and procedure start to `events`.
+    pub fn with_events(
+        supervisor: Arc<Supervisor>,
+        max_parallel: usize,
+        token: CancellationToken,
+        events: Arc<dyn Events>,
+    ) -> Pipeline {
         Pipeline {
             inner: Arc::new(Inner {
                 supervisor,
@@ -95,6 +107,7 @@ impl Pipeline {
                 token,
                 stats: Stats::default(),
                 idle: Notify::new(),
+                events,
             }),
         }
     }
@@ -106,6 +119,7 @@ impl Pipeline {
             return;
         }
         let id = trigger.process_id;
+        self.inner.events.trigger(id, trigger.source);
         {
             let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(pending) = busy.get_mut(&id) {
@@ -164,6 +178,14 @@ impl Pipeline {
             .len()
     }
 
+    /// Ids of the processes with a procedure under way or waiting for a slot.
+    pub fn busy_ids(&self) -> Vec<i64> {
+        let busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<i64> = busy.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// What the procedures came to so far.
     pub fn counts(&self) -> Counts {
         let s = &self.inner.stats;
@@ -187,7 +209,10 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                 _ = inner.token.cancelled() => None,
             };
             match permit {
-                Some(_permit) => Some(inner.supervisor.handle(id, source).await),
+                Some(_permit) => {
+                    inner.events.serving(id);
+                    Some(inner.supervisor.handle(id, source).await)
+                }
                 None => None,
             }
         };
@@ -218,6 +243,15 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                     inner: inner.clone(),
                 }
                 .recheck_at(id, Instant::now() + DB_RETRY, source);
+            }
+            Some(Handled::Silenced { until, first }) => {
+                // Looked at again the moment the silence ends (one timer per silence).
+                if *first {
+                    Pipeline {
+                        inner: inner.clone(),
+                    }
+                    .recheck_at(id, *until, TriggerSource::Manual);
+                }
             }
             Some(Handled::NotAlarmed | Handled::DryRun) | None => {}
         }

@@ -4,6 +4,35 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// Name of the lock file in `state_dir`.
+pub const LOCK_FILE: &str = "lock";
+
+/// The state directory's lock; released when dropped (or when its process ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+/// Replaces `path` atomically (temp file beside it, fsync, rename, fsync of the directory).
+pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
 /// The daemon's state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -40,15 +69,24 @@ impl StateDir {
 
     /// Replaces a state file atomically: the old or the new content is there, never a mix.
     pub fn write(&self, name: &str, content: &str) -> io::Result<()> {
-        let path = self.path(name);
-        let tmp = self.dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(content.as_bytes())?;
-            f.sync_all()?;
+        write_atomic(&self.path(name), content)
+    }
+
+    /// Takes the state directory's lock (`lock`), held while a daemon runs (so `reset` and
+    /// `silence` never edit files a running daemon would overwrite); `None` when another
+    /// process holds it.
+    pub fn try_lock(&self) -> io::Result<Option<StateLock>> {
+        use nix::fcntl::{Flock, FlockArg};
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path(LOCK_FILE))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(StateLock { _lock: lock })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(io::Error::from(e)),
         }
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()
     }
 
     /// Moves a corrupt file aside (`NAME.corrupt`) so it can be inspected and is not read again.
@@ -76,6 +114,11 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("x")]);
+        let lock = st.try_lock().unwrap().expect("free");
+        assert!(st.try_lock().unwrap().is_none(), "held");
+        drop(lock);
+        assert!(st.try_lock().unwrap().is_some(), "released");
+        std::fs::remove_file(st.path(LOCK_FILE)).unwrap();
         let moved = st.quarantine("x").unwrap();
         assert!(moved.ends_with("x.corrupt"));
         assert_eq!(st.read("x").unwrap(), None);

@@ -1,4 +1,6 @@
-//! `monitor_service status`: processes, alarms, breaker states and last notes, as a table or JSON.
+//! `monitor_service status`: processes, alarms, breaker states, silences and last notes, as a
+//! table or JSON; the state comes from the running daemon when it answers, else from the files
+//! in `state_dir`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,8 +10,9 @@ use mysql_async::prelude::Queryable;
 
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::silence::{Silences, SILENCE_FILE};
 use crate::state::StateDir;
-use crate::supervisor::breaker::{self, State};
+use crate::supervisor::breaker::{self, Breaker, State};
 use crate::supervisor::{wall_str, BREAKER_FILE};
 
 /// One process as `status` shows it.
@@ -26,38 +29,79 @@ pub struct Row {
     pub notes: Option<String>,
     /// `YYYY-MM-DD HH:MM:SS outcome` of the last history row, when the history can be read.
     pub last_restart: Option<String>,
+    /// End of an operator's silence (local time) when one applies.
+    pub silenced_until: Option<String>,
+    /// A procedure is under way (known only when the daemon answered).
+    pub restarting: bool,
+}
+
+/// The daemon's state as `status` shows it: the breaker and silence files' text (as saved, or
+/// as the running daemon has it now) and the procedures under way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub breakers: Option<String>,
+    pub silences: Option<String>,
+    pub busy: Vec<i64>,
+    /// One line about where this came from, e.g. `daemon running (pid 812)`.
+    pub source: String,
+}
+
+impl Saved {
+    /// The files in `state_dir`, as a stopped daemon left them.
+    pub fn from_files(config: &Config, why: &str) -> (Saved, Vec<String>) {
+        let mut remarks = Vec::new();
+        let dir = &config.monitor.state_dir;
+        let mut read = |name: &str| match StateDir::open(dir).and_then(|st| st.read(name)) {
+            Ok(t) => t,
+            Err(e) => {
+                remarks.push(format!("cannot read {}: {e}", dir.join(name).display()));
+                None
+            }
+        };
+        let saved = Saved {
+            breakers: read(BREAKER_FILE),
+            silences: read(SILENCE_FILE),
+            busy: Vec::new(),
+            source: format!("{why}; state as saved in {}", dir.display()),
+        };
+        (saved, remarks)
+    }
 }
 
 /// `process_id, process_name, alarma, notes` as read (names and notes as raw bytes).
 type StatusProcessRow = (i64, Option<Vec<u8>>, i64, Option<Vec<u8>>);
 
-/// Reads everything `status` shows. The breaker file is read as saved by the daemon.
-pub async fn collect(config: &Config) -> Result<(Vec<Row>, Vec<String>), DbError> {
+/// Reads everything `status` shows: the rows from the database, the state from `saved`.
+pub async fn collect(config: &Config, saved: &Saved) -> Result<(Vec<Row>, Vec<String>), DbError> {
     let mut remarks = Vec::new();
-    let breakers =
-        match StateDir::open(&config.monitor.state_dir).and_then(|st| st.read(BREAKER_FILE)) {
-            Ok(Some(text)) => {
-                let (now, wall) = (Instant::now(), SystemTime::now());
-                match breaker::from_text(&text, now, wall, config.monitor.circuit_reset_time) {
-                    Ok(b) => b
-                        .into_iter()
-                        .map(|(id, b)| (id, (b, breaker_until(b.state))))
-                        .collect(),
-                    Err(e) => {
-                        remarks.push(format!("breaker state unreadable: {e}"));
-                        BTreeMap::new()
-                    }
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let breakers: BTreeMap<i64, (Breaker, Option<String>)> = match &saved.breakers {
+        Some(text) => {
+            match breaker::from_text(text, now, wall, config.monitor.circuit_reset_time) {
+                Ok(b) => b
+                    .into_iter()
+                    .map(|(id, b)| (id, (b, breaker_until(b.state))))
+                    .collect(),
+                Err(e) => {
+                    remarks.push(format!("breaker state unreadable: {e}"));
+                    BTreeMap::new()
                 }
             }
-            Ok(None) => BTreeMap::new(),
-            Err(e) => {
-                remarks.push(format!(
-                    "cannot read {}: {e}",
-                    config.monitor.state_dir.join(BREAKER_FILE).display()
-                ));
-                BTreeMap::new()
-            }
-        };
+        }
+        None => BTreeMap::new(),
+    };
+    let mut silences = match saved
+        .silences
+        .as_deref()
+        .map(|t| Silences::from_text(t, wall))
+    {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            remarks.push(format!("silences unreadable: {e}"));
+            Silences::default()
+        }
+        None => Silences::default(),
+    };
     let db = Db::new(&config.database, &config.monitor.history_table);
     let mut conn = db.conn().await?;
     let rows: Vec<StatusProcessRow> = conn
@@ -96,9 +140,13 @@ pub async fn collect(config: &Config) -> Result<(Vec<Row>, Vec<String>), DbError
                 .get(&id)
                 .cloned()
                 .unwrap_or((breaker::Breaker::default(), None));
+            let name = text(name);
+            let silenced_until = silences
+                .check(id, name.as_deref().unwrap_or_default(), wall)
+                .map(|s| local(s.until));
             Row {
                 process_id: id,
-                name: text(name),
+                name,
                 alarm,
                 breaker: match b.state {
                     State::Closed => "closed",
@@ -109,10 +157,18 @@ pub async fn collect(config: &Config) -> Result<(Vec<Row>, Vec<String>), DbError
                 failures: b.failures,
                 notes: text(notes),
                 last_restart: last.get(&id).cloned(),
+                silenced_until,
+                restarting: saved.busy.contains(&id),
             }
         })
         .collect();
     Ok((out, remarks))
+}
+
+fn local(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 fn breaker_until(state: State) -> Option<String> {
@@ -125,7 +181,7 @@ fn breaker_until(state: State) -> Option<String> {
 /// A plain-text table, one process per line.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             let breaker = match (&r.breaker_until, r.failures) {
@@ -133,14 +189,21 @@ pub fn table(rows: &[Row]) -> String {
                 (None, 0) => r.breaker.to_string(),
                 (None, f) => format!("{} ({f} failures)", r.breaker),
             };
+            let alarm = match r.restarting {
+                true => format!("{} restarting", r.alarm),
+                false => r.alarm.to_string(),
+            };
             [
                 r.process_id.to_string(),
                 r.name.as_deref().map_or_else(
                     || "(no PROCESE row)".into(),
                     |n| n.escape_debug().to_string(),
                 ),
-                r.alarm.to_string(),
+                alarm,
                 breaker,
+                r.silenced_until
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |u| format!("until {u}")),
                 r.last_restart.clone().unwrap_or_else(|| "-".into()),
                 r.notes
                     .as_deref()
@@ -148,16 +211,24 @@ pub fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let head = ["ID", "NAME", "ALARM", "BREAKER", "LAST RESTART", "NOTES"];
+    let head = [
+        "ID",
+        "NAME",
+        "ALARM",
+        "BREAKER",
+        "SILENCED",
+        "LAST RESTART",
+        "NOTES",
+    ];
     let mut width = head.map(str::len);
     for c in &cells {
-        for (w, s) in width.iter_mut().zip(c.iter()).take(5) {
+        for (w, s) in width.iter_mut().zip(c.iter()).take(6) {
             *w = (*w).max(s.chars().count());
         }
     }
-    let line = |out: &mut String, c: [&str; 6]| {
+    let line = |out: &mut String, c: [&str; 7]| {
         for (i, s) in c.iter().enumerate() {
-            if i < 5 {
+            if i < 6 {
                 let _ = write!(out, "{s:<w$}  ", w = width[i]);
             } else {
                 let _ = writeln!(out, "{s}");
@@ -168,7 +239,7 @@ pub fn table(rows: &[Row]) -> String {
     for c in &cells {
         line(
             &mut out,
-            [&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]].map(String::as_str),
+            [&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]].map(String::as_str),
         );
     }
     out
@@ -200,7 +271,7 @@ pub fn json(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{{\"process_id\":{},\"name\":{},\"alarm\":{},\"breaker\":\"{}\",\"breaker_until\":{},\"failures\":{},\"notes\":{},\"last_restart\":{}}}",
+                "{{\"process_id\":{},\"name\":{},\"alarm\":{},\"breaker\":\"{}\",\"breaker_until\":{},\"failures\":{},\"notes\":{},\"last_restart\":{},\"silenced_until\":{},\"restarting\":{}}}",
                 r.process_id,
                 s(&r.name),
                 r.alarm,
@@ -208,7 +279,9 @@ pub fn json(rows: &[Row]) -> String {
                 s(&r.breaker_until),
                 r.failures,
                 s(&r.notes),
-                s(&r.last_restart)
+                s(&r.last_restart),
+                s(&r.silenced_until),
+                r.restarting
             )
         })
         .collect();
@@ -229,6 +302,8 @@ mod tests {
             failures: 3,
             notes: Some("say \"hi\"\\\n".into()),
             last_restart: None,
+            silenced_until: Some("2026-11-24 12:00:00".into()),
+            restarting: true,
         }
     }
 
@@ -239,6 +314,9 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("ID"));
         assert!(lines[1].contains("open until 2026-11-24 10:45:02 (3 failures)"));
+        assert!(lines[0].contains("SILENCED"));
+        assert!(lines[1].contains("until 2026-11-24 12:00:00"), "{t}");
+        assert!(lines[1].contains("1 restarting"), "{t}");
     }
 
     #[test]
@@ -246,5 +324,9 @@ mod tests {
         let j = json(&[row()]);
         assert!(j.contains(r#""notes":"say \"hi\"\\\u000a""#), "{j}");
         assert!(j.contains(r#""last_restart":null"#));
+        assert!(
+            j.contains(r#""silenced_until":"2026-11-24 12:00:00","restarting":true}"#),
+            "{j}"
+        );
     }
 }

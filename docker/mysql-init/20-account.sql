@@ -6,5 +6,5 @@
 CREATE USER IF NOT EXISTS 'monitor'@'%' IDENTIFIED BY 'change-me';
 GRANT SELECT ON v_process_monitor.PROCESE TO 'monitor'@'%';
 GRANT SELECT, UPDATE ON v_process_monitor.STATUS_PROCESS TO 'monitor'@'%';
-GRANT INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'%';
+GRANT SELECT, INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'%';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'monitor'@'%';

@@ -16,6 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::command;
 use crate::config::Config;
 use crate::db::{Claim, Db, DbError, HistoryRecord};
+use crate::events::{Events, NoEvents, Outcome, Procedure};
 use crate::exec;
 use crate::source::TriggerSource;
 use crate::state::StateDir;
@@ -42,6 +43,12 @@ pub enum Handled {
     },
     /// The database could not be read; the sweep will try again.
     DbUnavailable,
+    /// An operator silenced the process until `until`: alarm left raised, nothing run.
+    /// `first` the first time this silence stopped it (the re-check at `until` is due then).
+    Silenced {
+        until: Instant,
+        first: bool,
+    },
 }
 
 /// Runs restart procedures; shared by all pipeline tasks.
@@ -55,6 +62,8 @@ pub struct Supervisor {
     names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     dry_run: bool,
     token: CancellationToken,
+    /// Where triggers, restarts and outcomes are reported (metrics, alerts, silences).
+    events: Arc<dyn Events>,
 }
 
 /// Result of the restart attempts: on success how and how fast, on failure the last reason
@@ -74,6 +83,18 @@ impl Supervisor {
         dry_run: bool,
         token: CancellationToken,
     ) -> Supervisor {
+        Supervisor::with_events(config, db, state, dry_run, token, Arc::new(NoEvents))
+    }
+
+    /// [`Supervisor::new`] reporting to `events`.
+    pub fn with_events(
+        config: Arc<Config>,
+        db: Arc<Db>,
+        state: StateDir,
+        dry_run: bool,
+        token: CancellationToken,
+        events: Arc<dyn Events>,
+    ) -> Supervisor {
         let reset = config.monitor.circuit_reset_time;
         let breakers = load_breakers(&state, reset);
         Supervisor {
@@ -85,6 +106,7 @@ impl Supervisor {
             names: Mutex::new(HashMap::new()),
             dry_run,
             token,
+            events,
         }
     }
 
@@ -125,6 +147,12 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Closes the breaker of process `id` (an operator's `reset`) and saves the state; returns
+    /// what it was.
+    pub fn reset_breaker(&self, id: i64) -> Breaker {
+        self.update_breaker(id, std::mem::take)
     }
 
     /// Handles one trigger for process `id`: re-reads the row and, if the alarm is raised,
@@ -175,6 +203,9 @@ impl Supervisor {
             Some(name) => name,
             None => return Handled::Refused,
         };
+        if let Some((until, first)) = self.silenced(id, &name, source).await {
+            return Handled::Silenced { until, first };
+        }
 
         let now = Instant::now();
         let decision = self
@@ -199,6 +230,14 @@ impl Supervisor {
                 } else {
                     debug!(process = %name, process_id = id, "circuit breaker open; skipped");
                 }
+                self.report(
+                    id,
+                    &name,
+                    source,
+                    Outcome::Blocked,
+                    "circuit breaker open",
+                    None,
+                );
                 return Handled::Blocked;
             }
             Decision::Proceed { trial: true } => {
@@ -232,7 +271,7 @@ impl Supervisor {
             .or_default()
             .clone();
         let guard = lock.lock().await;
-        let outcome = self.attempts(&name, &config).await;
+        let outcome = self.attempts(id, &name, &config).await;
         drop(guard);
         let finished_wall = chrono::Local::now().naive_local();
         let max = settings.max_attempts;
@@ -283,6 +322,12 @@ impl Supervisor {
                 (Handled::Failed { reopen_at }, notes, "failed", detail)
             }
         };
+        let (word, opened) = match &handled {
+            Handled::Succeeded => (Outcome::Success, None),
+            Handled::Failed { reopen_at } => (Outcome::Failed, *reopen_at),
+            _ => (Outcome::Failed, None),
+        };
+        self.report(id, &name, source, word, &notes, opened);
         match &handled {
             Handled::Succeeded => {
                 let db = &self.db;
@@ -351,6 +396,8 @@ impl Supervisor {
             }
             Err(r) => r,
         };
+        let shown = raw.as_deref().map(escape).unwrap_or_default();
+        self.report(id, &shown, source, Outcome::Refused, &reason, None);
         let key = raw.clone().unwrap_or_default();
         let repeated = self
             .refused
@@ -364,7 +411,6 @@ impl Supervisor {
         }
         error!(process_id = id, reason = %reason, "refused: nothing executed");
         if !self.dry_run {
-            let shown = raw.as_deref().map(escape).unwrap_or_default();
             let notes = match &raw {
                 None => format!("{} refused, nothing executed: {brief}", stamp()),
                 Some(_) => format!(
@@ -391,7 +437,7 @@ impl Supervisor {
     }
 
     /// Pre-restart command, then up to `max_attempts` restarts each followed by the health check.
-    async fn attempts(&self, name: &str, config: &Config) -> Attempts {
+    async fn attempts(&self, id: i64, name: &str, config: &Config) -> Attempts {
         let settings = config.process(name);
         let systemctl = config.monitor.systemctl.as_str();
         if let Some(pre) = &settings.pre_restart_command {
@@ -428,9 +474,13 @@ impl Supervisor {
                 break;
             }
             done = attempt;
+            if attempt == 1 {
+                self.events.restarting(id);
+            }
             let t = Instant::now();
             match restart::restart(name, settings, systemctl).await {
                 Ok(m) => {
+                    self.events.restarted(name, m.as_str());
                     method = Some(m);
                     match health::wait_healthy(
                         &settings.health_check_command,
@@ -467,6 +517,56 @@ impl Supervisor {
             method,
             attempts: done,
         }
+    }
+
+    /// An operator's silence of this process: noted once per silence (INFO, notes); returns
+    /// the moment it ends (the process is looked at again then) and whether this was the first
+    /// time it stopped the process.
+    async fn silenced(
+        &self,
+        id: i64,
+        name: &str,
+        source: TriggerSource,
+    ) -> Option<(Instant, bool)> {
+        let s = self.events.silenced(id, name)?;
+        let until_s = chrono::DateTime::<chrono::Local>::from(s.until)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        if s.first {
+            info!(process = %name, process_id = id, until = %until_s, "silenced by an operator; alarm left raised, not restarted");
+            if !self.dry_run {
+                let notes = format!("{} silenced until {until_s}; not restarted", stamp());
+                self.write_notes(id, name, &notes).await;
+            }
+        } else {
+            debug!(process = %name, process_id = id, until = %until_s, "silenced; skipped");
+        }
+        let detail = format!("silenced until {until_s}");
+        self.report(id, name, source, Outcome::Silenced, &detail, None);
+        let left = s
+            .until
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Some((Instant::now() + left, s.first))
+    }
+
+    fn report(
+        &self,
+        id: i64,
+        name: &str,
+        trigger: TriggerSource,
+        outcome: Outcome,
+        detail: &str,
+        breaker_opened: Option<Instant>,
+    ) {
+        self.events.procedure(&Procedure {
+            process_id: id,
+            name,
+            trigger,
+            outcome,
+            detail,
+            breaker_opened,
+        });
     }
 
     /// Changes one breaker and saves all of them (under the lock, so saves never interleave).

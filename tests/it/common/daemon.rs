@@ -64,7 +64,7 @@ impl Scratch {
         };
         format!(
             "[database]\nhost = {host}\nport = {port}\nuser = {user}\n{password}database = {name}\nconnect_timeout = 5\n\n\
-             [monitor]\ncheck_interval = 3600\nstate_dir = {state}\nsystemctl = {systemctl}\nmax_parallel_restarts = 4\nserver_id = {server_id}\n\n\
+             [monitor]\ncheck_interval = 3600\nstate_dir = {state}\nsystemctl = {systemctl}\nmax_parallel_restarts = 4\nserver_id = {server_id}\ncontrol_socket = {control}\n\n\
              [logging]\nlog_file = {log}\nlevel = debug\n\n{extra}\n",
             host = db.host,
             port = db.port,
@@ -72,6 +72,7 @@ impl Scratch {
             user = db.user,
             server_id = unique_server_id(),
             state = self.path("state").display(),
+            control = self.path("control.sock").display(),
             systemctl = self.path("bin/systemctl").display(),
             log = self.path("monitor_service.log").display(),
         )
