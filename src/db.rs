@@ -1,11 +1,18 @@
 //! Database access: the sweep query, one process's row, the outcome writes and the history rows.
 //!
 //! All SQL is parameterised; the only identifier put into SQL text is the history table name,
-//! which the config validated as `[A-Za-z0-9_$]{1,64}`. Connectivity problems are logged once
-//! per outage (and once when the database is back) through [`Db::observe`].
+//! which the config validated as `[A-Za-z0-9_$]{1,64}`. Every statement is bounded (sessions
+//! wait at most [`LOCK_WAIT_SECS`] for a lock, the client at most [`Db::query_timeout`] for an
+//! answer). Connectivity problems are logged once per outage (and once when the database is
+//! back), refused queries once per kind, through [`Db::observe`].
+
+mod claim;
+mod errors;
+mod refusals;
+pub mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::{Query, Queryable, WithParams};
@@ -13,80 +20,23 @@ use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use tracing::{error, info, warn};
 
 use crate::config::DatabaseConfig;
+use claim::bounded;
+pub use claim::{Claim, Cleared, ProcessRow};
+pub use errors::DbError;
+use errors::{code_of, hint_for};
+use refusals::Refusals;
+
+/// Seconds a session of the daemon waits for a table or row lock (`lock_wait_timeout`,
+/// `innodb_lock_wait_timeout`) before the server answers 1205: a `LOCK TABLES` held by someone
+/// else delays a procedure by this much at a time, never the daemon's shutdown.
+pub const LOCK_WAIT_SECS: u64 = 5;
+
+/// The client's bound on one statement beyond `connect_timeout`: longer than the server's own
+/// lock wait, so a lock wait is answered by the server (1205) and a timeout means a stall.
+const QUERY_SLACK: Duration = Duration::from_secs(2 * LOCK_WAIT_SECS);
 
 /// Length of `STATUS_PROCESS.notes` when information_schema does not tell (the schema's value).
 pub const DEFAULT_NOTES_LEN: usize = 100;
-
-/// What went wrong talking to the database.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("cannot reach the database at {target} within {timeout:?}; check [database] host/port/socket and that the server is running")]
-    ConnectTimeout { target: String, timeout: Duration },
-    #[error("cannot connect to the database at {target}: {reason}{hint}")]
-    Connect {
-        target: String,
-        reason: String,
-        hint: &'static str,
-    },
-    #[error("{what} failed: {source}{hint}")]
-    Query {
-        what: &'static str,
-        source: mysql_async::Error,
-        hint: &'static str,
-    },
-}
-
-impl DbError {
-    /// True when the error means the server could not be reached (as opposed to a refused query).
-    pub fn is_connectivity(&self) -> bool {
-        match self {
-            DbError::ConnectTimeout { .. } | DbError::Connect { .. } => true,
-            DbError::Query { source, .. } => source.is_fatal(),
-        }
-    }
-
-    /// The server's error code, when the server answered with an error.
-    pub fn server_code(&self) -> Option<u16> {
-        match self {
-            DbError::Query {
-                source: mysql_async::Error::Server(e),
-                ..
-            } => Some(e.code),
-            _ => None,
-        }
-    }
-}
-
-fn hint_for(e: &mysql_async::Error) -> &'static str {
-    match e {
-        mysql_async::Error::Server(s) => match s.code {
-            1045 => "; check [database] user and password",
-            1044 | 1049 => "; check [database] database and that sql/setup.sql was loaded",
-            1142 | 1143 | 1227 => {
-                "; grant the daemon's account the privileges listed in sql/setup.sql"
-            }
-            1146 => "; load sql/setup.sql into the configured database",
-            _ => "",
-        },
-        _ => "",
-    }
-}
-
-fn query_err(what: &'static str) -> impl Fn(mysql_async::Error) -> DbError {
-    move |source| DbError::Query {
-        what,
-        hint: hint_for(&source),
-        source,
-    }
-}
-
-/// One row of STATUS_PROCESS joined with its PROCESE name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessRow {
-    pub alarma: i64,
-    /// Raw bytes of `PROCESE.process_name`; `None` when there is no PROCESE row.
-    pub name: Option<Vec<u8>>,
-}
 
 /// One restart procedure, as written to the history table.
 #[derive(Debug, Clone)]
@@ -102,70 +52,6 @@ pub struct HistoryRecord {
     pub detail: String,
 }
 
-/// A process claimed with `GET_LOCK` on the connection it holds; [`Claim::release`] ends it
-/// (and so does the connection's end, or its reset when it goes back to the pool).
-pub struct Claim {
-    conn: Option<Conn>,
-    name: String,
-}
-
-impl Claim {
-    /// The process's row, read on the claim's own connection (a locking read, see [`read_process`]).
-    pub async fn process(&mut self, id: i64) -> Result<Option<ProcessRow>, DbError> {
-        match self.conn.as_mut() {
-            Some(conn) => read_process(conn, id).await,
-            None => Ok(None),
-        }
-    }
-
-    /// Releases the lock and returns the connection to the pool.
-    pub async fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            release_lock(conn, std::mem::take(&mut self.name)).await;
-        }
-    }
-}
-
-impl Drop for Claim {
-    /// A claim dropped without [`Claim::release`] (a cancelled task) still releases its lock,
-    /// before its connection can serve anything else.
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let name = std::mem::take(&mut self.name);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(release_lock(conn, name));
-            }
-        }
-    }
-}
-
-async fn release_lock(mut conn: Conn, name: String) {
-    if "DO RELEASE_LOCK(?)"
-        .with((name.as_str(),))
-        .ignore(&mut conn)
-        .await
-        .is_err()
-    {
-        // Closing the connection releases the lock for sure.
-        let _ = conn.disconnect().await;
-    }
-}
-
-/// The current row of one process with its name, or `None` when STATUS_PROCESS has no such id.
-///
-/// A locking read: the server sends a transaction's binlog events before its commit is
-/// visible to plain reads, so a plain read right after a binlog trigger can still see the
-/// old `alarma = 0`. The shared lock waits for the writer's commit and reads the result.
-async fn read_process(conn: &mut Conn, id: i64) -> Result<Option<ProcessRow>, DbError> {
-    let row: Option<(i64, Option<Vec<u8>>)> = "SELECT s.alarma, p.process_name FROM STATUS_PROCESS s \
-         LEFT JOIN PROCESE p ON p.process_id = s.process_id WHERE s.process_id = ? LOCK IN SHARE MODE"
-        .with((id,))
-        .first(conn)
-        .await
-        .map_err(query_err("reading the process row"))?;
-    Ok(row.map(|(alarma, name)| ProcessRow { alarma, name }))
-}
-
 /// Handle on the monitored database (cheap to share behind an `Arc`).
 pub struct Db {
     pool: Pool,
@@ -176,6 +62,10 @@ pub struct Db {
     history_present: AtomicBool,
     history_checked: AtomicBool,
     outage: Mutex<Option<Instant>>,
+    /// Refused queries seen (each kind is logged once until the query works again).
+    refusals: Arc<Refusals>,
+    /// Bound on each statement.
+    query_timeout: Duration,
     /// Distinguishes this database's lock names from other databases' on the same server.
     lock_space: u32,
 }
@@ -208,7 +98,23 @@ impl Db {
             history_present: AtomicBool::new(false),
             history_checked: AtomicBool::new(false),
             outage: Mutex::new(None),
+            refusals: Arc::new(Refusals::default()),
+            query_timeout: cfg.connect_timeout + QUERY_SLACK,
         }
+    }
+
+    /// The bound on each statement: `connect_timeout` plus twice the session's lock wait.
+    pub fn query_timeout(&self) -> Duration {
+        self.query_timeout
+    }
+
+    /// Runs one statement of `what` within [`Db::query_timeout`].
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        query: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Result<T, DbError> {
+        bounded(self.query_timeout, &self.refusals, what, query).await
     }
 
     /// Where the database is, for messages (never includes the password).
@@ -226,17 +132,20 @@ impl Db {
             Ok(Err(e)) => Err(DbError::Connect {
                 target: self.target.clone(),
                 reason: e.to_string(),
+                code: code_of(&e),
                 hint: hint_for(&e),
             }),
             Ok(Ok(c)) => Ok(c),
         }
     }
 
-    /// Logs the first failure of an outage and the recovery after it; returns the result as is.
+    /// Logs the first failure of an outage and the recovery after it, and the first refusal of
+    /// each kind (see [`DbError::refusal`]); returns the result as is.
     pub fn observe<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
         let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(_) => {
+                self.refusals.settle_and_say("connecting");
                 if let Some(since) = outage.take() {
                     info!(
                         target_db = %self.target,
@@ -251,20 +160,42 @@ impl Db {
                     error!(target_db = %self.target, error = %e, "database unreachable; retrying");
                 }
             }
-            Err(_) => {}
+            Err(e) => {
+                drop(outage);
+                self.say_refused(e);
+            }
         }
         result
+    }
+
+    /// Logs a refusal the first time of its kind: a lock wait at WARNING (someone holds the
+    /// table), anything else at ERROR; the affected procedures retry with backoff meanwhile.
+    fn say_refused(&self, e: &DbError) {
+        let Some((what, code)) = e.refusal() else {
+            return;
+        };
+        if !self.refusals.note(what, code) {
+            return;
+        }
+        if e.is_lock_wait() {
+            warn!(query = what, code, error = %e, "the database keeps a lock; retrying with backoff (said once until it works again)");
+        } else {
+            error!(query = what, code, error = %e, "the database refused the query; retrying with backoff (said once until it works again)");
+        }
     }
 
     /// Reads what the daemon needs to know about the schema: the real length of
     /// `STATUS_PROCESS.notes` and whether the history table exists (said once at INFO when not).
     pub async fn prepare(&self) -> Result<(), DbError> {
         let mut conn = self.conn().await?;
-        let len: Option<Option<u64>> = "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'STATUS_PROCESS' AND COLUMN_NAME = 'notes'"
-            .first(&mut conn)
-            .await
-            .map_err(query_err("reading the length of STATUS_PROCESS.notes"))?;
+        let len: Option<Option<u64>> = self
+            .bounded(
+                "reading the length of STATUS_PROCESS.notes",
+                "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'STATUS_PROCESS' AND COLUMN_NAME = 'notes'"
+                    .first(&mut conn),
+            )
+            .await?;
         match len.flatten() {
             Some(n) => self.notes_len.store(
                 usize::try_from(n).unwrap_or(DEFAULT_NOTES_LEN),
@@ -274,12 +205,15 @@ impl Db {
                 warn!("STATUS_PROCESS.notes not found in information_schema; assuming VARCHAR(100)")
             }
         }
-        let present: Option<i64> = "SELECT COUNT(*) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
-            .with((self.history_table.as_str(),))
-            .first(&mut conn)
-            .await
-            .map_err(query_err("looking for the history table"))?;
+        let present: Option<i64> = self
+            .bounded(
+                "looking for the history table",
+                "SELECT COUNT(*) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
+                    .with((self.history_table.as_str(),))
+                    .first(&mut conn),
+            )
+            .await?;
         let present = present.unwrap_or(0) > 0;
         self.history_present.store(present, Ordering::Relaxed);
         if !present && !self.history_checked.swap(true, Ordering::Relaxed) {
@@ -301,10 +235,12 @@ impl Db {
     pub async fn alarmed(&self) -> Result<Vec<i64>, DbError> {
         self.again_if_stale(|| async {
             let mut conn = self.conn().await?;
-            "SELECT process_id FROM STATUS_PROCESS WHERE alarma = 1 ORDER BY process_id"
-                .fetch(&mut conn)
-                .await
-                .map_err(query_err("the sweep query"))
+            self.bounded(
+                "the sweep query",
+                "SELECT process_id FROM STATUS_PROCESS WHERE alarma = 1 ORDER BY process_id"
+                    .fetch(&mut conn),
+            )
+            .await
         })
         .await
     }
@@ -315,14 +251,21 @@ impl Db {
         let name = format!("monitor_service:{:08x}:{id}", self.lock_space);
         self.again_if_stale(|| async {
             let mut conn = self.conn().await?;
-            let got: Option<Option<i64>> = "SELECT GET_LOCK(?, 0)"
-                .with((name.as_str(),))
-                .first(&mut conn)
-                .await
-                .map_err(query_err("claiming the process (GET_LOCK)"))?;
-            Ok((got.flatten() == Some(1)).then(|| Claim {
-                conn: Some(conn),
-                name: name.clone(),
+            let got: Option<Option<i64>> = self
+                .bounded(
+                    "claiming the process (GET_LOCK)",
+                    "SELECT GET_LOCK(?, 0)"
+                        .with((name.as_str(),))
+                        .first(&mut conn),
+                )
+                .await?;
+            Ok((got.flatten() == Some(1)).then(|| {
+                Claim::new(
+                    conn,
+                    name.clone(),
+                    self.query_timeout,
+                    self.refusals.clone(),
+                )
             }))
         })
         .await
@@ -344,11 +287,13 @@ impl Db {
     /// Number of processes in STATUS_PROCESS and of raised alarms.
     pub async fn counts(&self) -> Result<(u64, u64), DbError> {
         let mut conn = self.conn().await?;
-        let row: Option<(u64, u64)> =
-            "SELECT COUNT(*), CAST(COALESCE(SUM(alarma = 1), 0) AS UNSIGNED) FROM STATUS_PROCESS"
-                .first(&mut conn)
-                .await
-                .map_err(query_err("counting processes"))?;
+        let row: Option<(u64, u64)> = self
+            .bounded(
+                "counting processes",
+                "SELECT COUNT(*), CAST(COALESCE(SUM(alarma = 1), 0) AS UNSIGNED) FROM STATUS_PROCESS"
+                    .first(&mut conn),
+            )
+            .await?;
         Ok(row.unwrap_or((0, 0)))
     }
 
@@ -356,11 +301,13 @@ impl Db {
     pub async fn clear_alarm(&self, id: i64, notes: &str) -> Result<bool, DbError> {
         let notes = fit_notes(notes, self.notes_len());
         let mut conn = self.conn().await?;
-        "UPDATE STATUS_PROCESS SET alarma = 0, notes = ? WHERE process_id = ? AND alarma = 1"
-            .with((notes, id))
-            .ignore(&mut conn)
-            .await
-            .map_err(query_err("clearing the alarm"))?;
+        self.bounded(
+            "clearing the alarm",
+            "UPDATE STATUS_PROCESS SET alarma = 0, notes = ? WHERE process_id = ? AND alarma = 1"
+                .with((notes, id))
+                .ignore(&mut conn),
+        )
+        .await?;
         Ok(conn.affected_rows() > 0)
     }
 
@@ -368,11 +315,13 @@ impl Db {
     pub async fn set_notes(&self, id: i64, notes: &str) -> Result<(), DbError> {
         let notes = fit_notes(notes, self.notes_len());
         let mut conn = self.conn().await?;
-        "UPDATE STATUS_PROCESS SET notes = ? WHERE process_id = ?"
-            .with((notes, id))
-            .ignore(&mut conn)
-            .await
-            .map_err(query_err("writing the notes"))
+        self.bounded(
+            "writing the notes",
+            "UPDATE STATUS_PROCESS SET notes = ? WHERE process_id = ?"
+                .with((notes, id))
+                .ignore(&mut conn),
+        )
+        .await
     }
 
     /// Appends one history row when the history table exists; a vanished table is said once.
@@ -386,21 +335,20 @@ impl Db {
             self.history_table
         );
         let mut conn = self.conn().await?;
-        let result = sql
-            .with((
-                rec.process_id,
-                fit_notes(&rec.process_name, 100),
-                rec.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-                rec.finished_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-                rec.trigger,
-                rec.strategy.clone(),
-                rec.attempts,
-                rec.outcome,
-                fit_notes(&rec.detail, 1000),
-            ))
-            .ignore(&mut conn)
-            .await
-            .map_err(query_err("writing the history row"));
+        let insert = sql.with((
+            rec.process_id,
+            fit_notes(&rec.process_name, 100),
+            rec.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            rec.finished_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            rec.trigger,
+            rec.strategy.clone(),
+            rec.attempts,
+            rec.outcome,
+            fit_notes(&rec.detail, 1000),
+        ));
+        let result = self
+            .bounded("writing the history row", insert.ignore(&mut conn))
+            .await;
         if let Err(e) = &result {
             if e.server_code() == Some(1146) {
                 self.history_present.store(false, Ordering::Relaxed);
@@ -436,15 +384,18 @@ impl Db {
             ("GRANT INSERT ON <db>.<history_table>", history_insert),
         ];
         for (i, (grant, sql)) in checks.iter().enumerate() {
-            match conn.query_drop(sql.as_str()).await {
+            let checked = self
+                .bounded("checking privileges", conn.query_drop(sql.as_str()))
+                .await;
+            match checked {
                 Ok(()) => {}
-                Err(mysql_async::Error::Server(e)) if matches!(e.code, 1142 | 1143 | 1044) => {
-                    missing.push(format!("missing privilege: {grant} ({})", e.message));
+                Err(e) if matches!(e.server_code(), Some(1142 | 1143 | 1044)) => {
+                    missing.push(format!("missing privilege: {grant} ({e})"));
                 }
-                Err(mysql_async::Error::Server(e)) if e.code == 1146 && i == 3 => {
+                Err(e) if e.server_code() == Some(1146) && i == 3 => {
                     // The history table is optional.
                 }
-                Err(e) => return Err(query_err("checking privileges")(e)),
+                Err(e) => return Err(e),
             }
         }
         Ok(missing)
@@ -462,15 +413,18 @@ fn fnv32(s: &str) -> u32 {
     })
 }
 
-/// Connection options for `cfg`: the socket when set, else host:port (never switching to a
-/// socket on its own).
+/// Connection options for `cfg`: the socket when set (or found for `localhost`, see
+/// [`socket_of`]), else host:port; each session waits at most [`LOCK_WAIT_SECS`] for a lock.
 pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
     let opts = OptsBuilder::default()
         .user(Some(cfg.user.clone()))
         .pass(cfg.password.as_ref().map(|p| p.expose().to_string()))
         .db_name(Some(cfg.database.clone()))
-        .tcp_keepalive(Some(Duration::from_secs(30)));
-    match &cfg.socket {
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .init(vec![format!(
+            "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECS}, innodb_lock_wait_timeout = {LOCK_WAIT_SECS}"
+        )]);
+    match socket_of(cfg) {
         Some(sock) => opts.socket(Some(sock.display().to_string())),
         None => opts
             .ip_or_hostname(cfg.host.clone())
@@ -479,9 +433,19 @@ pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
     }
 }
 
+/// The Unix socket `cfg` connects through: `[database] socket`, else the server's socket at a
+/// usual path for `host = localhost` on the default port; `None` means TCP.
+pub fn socket_of(cfg: &DatabaseConfig) -> Option<std::path::PathBuf> {
+    let present = match (&cfg.socket, cfg.host.eq_ignore_ascii_case("localhost")) {
+        (None, true) => socket::present(&socket::USUAL_SOCKETS),
+        _ => Vec::new(),
+    };
+    socket::choose(cfg.socket.as_deref(), &cfg.host, cfg.port, &present)
+}
+
 /// Where `cfg` points, for messages (never the password).
 pub fn target_of(cfg: &DatabaseConfig) -> String {
-    match &cfg.socket {
+    match socket_of(cfg) {
         Some(sock) => format!("{} (socket)", sock.display()),
         None => format!("{}:{}", cfg.host, cfg.port),
     }

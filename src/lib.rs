@@ -93,7 +93,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => exit::CONFIG,
-            Error::Database(_) => exit::UNAVAILABLE,
+            Error::Database(e) => e.exit_code(),
             Error::StateDir { .. } => exit::CANTCREAT,
             Error::Binlog(_) => exit::UNAVAILABLE,
             Error::Services(_) => exit::UNAVAILABLE,
@@ -158,7 +158,7 @@ pub async fn run_with(
 
     if opts.once {
         db.prepare().await?;
-    } else if !wait_for_database(&db, &token).await {
+    } else if !wait_for_database(&db, &token).await? {
         return Ok(Counts::default());
     }
 
@@ -304,6 +304,8 @@ pub async fn run_with(
         }
     }
 
+    // Sources blocked on a full channel get an error at once instead of waiting for a reader.
+    drop(rx);
     systemd::stopping();
     info!(in_flight = pipeline.busy(), "stopping: no new procedures");
     if tokio::time::timeout(SHUTDOWN_GRACE, pipeline.shutdown())
@@ -385,8 +387,9 @@ async fn plan_binlog(
 }
 
 /// Connects and reads the schema facts, retrying with backoff until it works; false when
-/// `token` was cancelled first.
-async fn wait_for_database(db: &Db, token: &CancellationToken) -> bool {
+/// `token` was cancelled first. A server that denies the account or the database (1045, 1044,
+/// 1049) is an error at once: waiting cannot fix it.
+async fn wait_for_database(db: &Db, token: &CancellationToken) -> Result<bool, DbError> {
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(30))
@@ -394,17 +397,20 @@ async fn wait_for_database(db: &Db, token: &CancellationToken) -> bool {
         .without_max_times()
         .build();
     loop {
-        match db.observe(db.prepare().await) {
-            Ok(()) => return true,
-            Err(e) if !e.is_connectivity() => {
-                warn!(error = %e, "database check failed; retrying");
-            }
-            Err(_) => {}
+        match db.prepare().await {
+            Err(e) if e.is_denied_at_connect() => return Err(e),
+            prepared => match db.observe(prepared) {
+                Ok(()) => return Ok(true),
+                Err(e) if !e.is_reported() => {
+                    warn!(error = %e, "database check failed; retrying");
+                }
+                Err(_) => {}
+            },
         }
         let delay = backoff.next().unwrap_or(Duration::from_secs(30));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = token.cancelled() => return false,
+            _ = token.cancelled() => return Ok(false),
         }
     }
 }

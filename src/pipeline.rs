@@ -1,11 +1,12 @@
 //! Dispatch of triggers to procedures: one procedure per process at a time (triggers that
 //! arrive meanwhile coalesce into one re-check afterwards), at most `max_parallel_restarts`
-//! at once, and the half-open re-check when a breaker's open period ends.
+//! at once, the half-open re-check when a breaker's open period ends, and re-checks with
+//! exponential backoff while the database cannot serve a procedure.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -35,8 +36,17 @@ pub fn alarm_raised(change: &RowChange) -> Option<i64> {
         .or_else(|| before.and_then(|b| b.int("process_id")))
 }
 
-/// How soon a process whose row could not be read is looked at again.
-const DB_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How soon a process whose procedure the database could not serve is looked at again the
+/// first time; each further failure in a row doubles it, up to [`DB_RETRY_MAX`].
+const DB_RETRY: Duration = Duration::from_secs(2);
+/// The longest wait between re-checks of a process the database cannot serve.
+const DB_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The wait before re-check number `failures` (1 after the first failure) of a process.
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    DB_RETRY.saturating_mul(1 << doublings).min(DB_RETRY_MAX)
+}
 
 /// Counts of what the procedures came to.
 #[derive(Debug, Default)]
@@ -62,6 +72,10 @@ struct Inner {
     supervisor: Arc<Supervisor>,
     /// Processes with a procedure under way; the value is a coalesced trigger that came meanwhile.
     busy: Mutex<HashMap<i64, Option<TriggerSource>>>,
+    /// Failures in a row of the procedures the database could not serve, by process.
+    failures: Mutex<HashMap<i64, u32>>,
+    /// Processes with a backoff re-check scheduled (one timer each at most).
+    retrying: Mutex<HashSet<i64>>,
     permits: Semaphore,
     procedures: TaskTracker,
     timers: TaskTracker,
@@ -100,6 +114,8 @@ impl Pipeline {
             inner: Arc::new(Inner {
                 supervisor,
                 busy: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
+                retrying: Mutex::new(HashSet::new()),
                 permits: Semaphore::new(max_parallel.max(1)),
                 procedures: TaskTracker::new(),
                 timers: TaskTracker::new(),
@@ -145,6 +161,38 @@ impl Pipeline {
                 _ = token.cancelled() => {}
             }
         });
+    }
+
+    /// Schedules a re-check of `id` after the next backoff step (the database could not serve
+    /// its procedure); at most one such re-check is pending per process.
+    fn retry_later(&self, id: i64, source: TriggerSource) {
+        let failures = {
+            let mut f = lock(&self.inner.failures);
+            let n = f.entry(id).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        if !lock(&self.inner.retrying).insert(id) {
+            return;
+        }
+        let delay = retry_delay(failures);
+        debug!(process_id = id, failures, delay = ?delay, "re-checked after a backoff");
+        let me = self.clone();
+        let token = self.inner.timers_stop.clone();
+        self.inner.timers.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {
+                    lock(&me.inner.retrying).remove(&id);
+                    me.submit(Trigger { process_id: id, source });
+                }
+                _ = token.cancelled() => {}
+            }
+        });
+    }
+
+    /// The database served a procedure of `id`: the next failure starts the backoff anew.
+    fn served(&self, id: i64) {
+        lock(&self.inner.failures).remove(&id);
     }
 
     /// Waits until no procedure is under way (timers are not waited for).
@@ -199,6 +247,58 @@ impl Pipeline {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts what a procedure came to and schedules what follows from it (a backoff re-check,
+/// the half-open re-check, the end of a silence).
+fn follow_up(inner: &Arc<Inner>, id: i64, source: TriggerSource, handled: &Handled) {
+    let me = Pipeline {
+        inner: inner.clone(),
+    };
+    let stats = &inner.stats;
+    match handled {
+        Handled::Succeeded => {
+            stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            if inner.supervisor.owes_clear(id) {
+                me.retry_later(id, source);
+            } else {
+                me.served(id);
+            }
+        }
+        Handled::Failed { reopen_at } => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            me.served(id);
+            if let Some(at) = reopen_at {
+                me.recheck_at(id, *at, TriggerSource::Breaker);
+            }
+        }
+        Handled::Refused => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            me.served(id);
+        }
+        Handled::Blocked => {
+            stats.blocked.fetch_add(1, Ordering::Relaxed);
+            me.served(id);
+        }
+        Handled::DbUnavailable | Handled::QueryRefused => {
+            stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            // The trigger must not be lost to an outage or a refusal: look again, backing off.
+            me.retry_later(id, source);
+        }
+        Handled::LockBusy | Handled::ClearPending => me.retry_later(id, source),
+        Handled::Silenced { until, first } => {
+            me.served(id);
+            // Looked at again the moment the silence ends (one timer per silence).
+            if *first {
+                me.recheck_at(id, *until, TriggerSource::Manual);
+            }
+        }
+        Handled::NotAlarmed | Handled::DryRun => me.served(id),
+    }
+}
+
 /// Runs procedures for `id` until no coalesced trigger is left.
 async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
     let mut source = first;
@@ -216,44 +316,8 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                 None => None,
             }
         };
-        let stats = &inner.stats;
-        match &handled {
-            Some(Handled::Succeeded) => {
-                stats.succeeded.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(Handled::Failed { reopen_at }) => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                if let Some(at) = reopen_at {
-                    Pipeline {
-                        inner: inner.clone(),
-                    }
-                    .recheck_at(id, *at, TriggerSource::Breaker);
-                }
-            }
-            Some(Handled::Refused) => {
-                stats.refused.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(Handled::Blocked) => {
-                stats.blocked.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(Handled::DbUnavailable) => {
-                stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                // The trigger must not be lost to a short outage: look again soon.
-                Pipeline {
-                    inner: inner.clone(),
-                }
-                .recheck_at(id, Instant::now() + DB_RETRY, source);
-            }
-            Some(Handled::Silenced { until, first }) => {
-                // Looked at again the moment the silence ends (one timer per silence).
-                if *first {
-                    Pipeline {
-                        inner: inner.clone(),
-                    }
-                    .recheck_at(id, *until, TriggerSource::Manual);
-                }
-            }
-            Some(Handled::NotAlarmed | Handled::DryRun) | None => {}
+        if let Some(h) = &handled {
+            follow_up(&inner, id, source, h);
         }
         let mut busy = inner.busy.lock().unwrap_or_else(|p| p.into_inner());
         let next = if inner.token.is_cancelled() || handled.is_none() {
@@ -295,6 +359,14 @@ mod tests {
             before,
             after,
         }
+    }
+
+    #[test]
+    fn retry_delay_doubles_from_two_seconds_up_to_a_minute() {
+        let secs: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(secs, vec![2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(0), DB_RETRY);
+        assert_eq!(retry_delay(u32::MAX), DB_RETRY_MAX);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod health;
+pub mod pending;
 pub mod restart;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +44,13 @@ pub enum Handled {
     },
     /// The database could not be read; the sweep will try again.
     DbUnavailable,
+    /// The server refused a query (privileges, a missing table, a lock wait): re-checked with
+    /// backoff, said once per kind.
+    QueryRefused,
+    /// Another session holds the process's claim (`GET_LOCK`), or this one lost it: re-checked later.
+    LockBusy,
+    /// Restarted earlier; its alarm is still to be cleared (re-checked with backoff).
+    ClearPending,
     /// An operator silenced the process until `until`: alarm left raised, nothing run.
     /// `first` the first time this silence stopped it (the re-check at `until` is due then).
     Silenced {
@@ -58,6 +66,8 @@ pub struct Supervisor {
     state: StateDir,
     breakers: Mutex<BTreeMap<i64, Breaker>>,
     refused: Mutex<HashMap<i64, Vec<u8>>>,
+    /// Restarts whose clear is still to be written.
+    pending: pending::PendingClears,
     /// One lock per process name: ids that share a name never restart it at the same time.
     names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     dry_run: bool,
@@ -103,6 +113,7 @@ impl Supervisor {
             state,
             breakers: Mutex::new(breakers),
             refused: Mutex::new(HashMap::new()),
+            pending: pending::PendingClears::default(),
             names: Mutex::new(HashMap::new()),
             dry_run,
             token,
@@ -126,6 +137,11 @@ impl Supervisor {
     /// The database handle.
     pub fn db(&self) -> &Arc<Db> {
         &self.db
+    }
+
+    /// True when process `id` was restarted and its alarm is still to be cleared.
+    pub fn owes_clear(&self, id: i64) -> bool {
+        self.pending.owes(id)
     }
 
     /// Breakers that are open now, with the end of their open period (for the re-check timers).
@@ -165,14 +181,14 @@ impl Supervisor {
         let mut claim = match self.db.observe(self.db.claim(id).await) {
             Ok(Some(c)) => c,
             Ok(None) => {
-                debug!(process_id = id, trigger = %source, "another monitor_service is handling this process; skipped");
-                return Handled::NotAlarmed;
+                debug!(process_id = id, trigger = %source, "another monitor_service is handling this process; re-checked later");
+                return Handled::LockBusy;
             }
             Err(e) => {
-                if !e.is_connectivity() {
+                if !e.is_reported() {
                     error!(process_id = id, error = %e, "cannot claim the process");
                 }
-                return Handled::DbUnavailable;
+                return Handled::from_db(&e);
             }
         };
         let handled = self.handle_claimed(id, source, &mut claim).await;
@@ -188,15 +204,19 @@ impl Supervisor {
                 return Handled::NotAlarmed;
             }
             Err(e) => {
-                if !e.is_connectivity() {
+                if !e.is_reported() {
                     error!(process_id = id, error = %e, "cannot read the process row");
                 }
-                return Handled::DbUnavailable;
+                return Handled::from_db(&e);
             }
         };
         if row.alarma != 1 {
             debug!(process_id = id, trigger = %source, alarma = row.alarma, "alarm not raised; nothing to do");
+            self.pending.forget(id);
             return Handled::NotAlarmed;
+        }
+        if let Some(handled) = self.pending.retry(&self.db, claim, id).await {
+            return handled;
         }
         let started_wall = chrono::Local::now().naive_local();
         let name = match self.check_name(id, row.name, source).await {
@@ -271,6 +291,9 @@ impl Supervisor {
             .or_default()
             .clone();
         let guard = lock.lock().await;
+        if let Err(handled) = pending::still_claimed(&self.db, claim).await {
+            return handled;
+        }
         let outcome = self.attempts(id, &name, &config).await;
         drop(guard);
         let finished_wall = chrono::Local::now().naive_local();
@@ -330,20 +353,8 @@ impl Supervisor {
         self.report(id, &name, source, word, &notes, opened);
         match &handled {
             Handled::Succeeded => {
-                let db = &self.db;
-                let cleared = (|| async { db.clear_alarm(id, &notes).await })
-                    .retry(write_backoff())
-                    .when(DbError::is_connectivity)
-                    .await;
-                match self.db.observe(cleared) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        info!(process = %name, process_id = id, "alarm was already cleared by someone else")
-                    }
-                    Err(e) => {
-                        error!(process = %name, process_id = id, error = %e, "cannot clear the alarm; the next sweep will check the process again")
-                    }
-                }
+                let pending = &self.pending;
+                pending.clear(&self.db, claim, id, &name, &notes).await;
             }
             _ => self.write_notes(id, &name, &notes).await,
         }
@@ -590,12 +601,17 @@ impl Supervisor {
             .when(DbError::is_connectivity)
             .await;
         if let Err(e) = self.db.observe(written) {
-            error!(process = %name, process_id = id, error = %e, "cannot write the notes");
+            if !e.is_reported() {
+                error!(process = %name, process_id = id, error = %e, "cannot write the notes");
+            }
         }
     }
 
     async fn history(&self, rec: HistoryRecord) {
         if let Err(e) = self.db.observe(self.db.record_history(&rec).await) {
+            if e.is_reported() {
+                return;
+            }
             warn!(process_id = rec.process_id, error = %e, "cannot write the history row");
         }
     }
