@@ -9,6 +9,7 @@ mod breaker;
 mod cli;
 mod commands;
 mod controls;
+mod database;
 mod faults;
 mod harness;
 mod hostile;
