@@ -136,3 +136,199 @@ async fn startup_denials_exit_at_once_with_one_message_naming_the_fix() {
     db.exec(&format!("DROP USER '{user}'@'%'")).await;
     db.drop_db().await;
 }
+
+/// `LOCK TABLES STATUS_PROCESS WRITE` held by another session: the procedure waits (the
+/// session's lock wait is short, said once), is re-checked with backoff and handled once the
+/// lock is gone; held again, it never delays SIGTERM beyond one lock wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn table_lock_delays_procedures_never_shutdown() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "lk1").await;
+    db.add_process(2, "lk2").await;
+    std::fs::write(s.path("c.ini"), s.config_text(&db, SERVICE)).unwrap();
+    let mut d = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
+    d.wait_ready().await;
+    let mut locker = Conn::from_url(db.url.as_str()).await.unwrap();
+    locker
+        .query_drop("LOCK TABLES STATUS_PROCESS WRITE, PROCESE READ")
+        .await
+        .unwrap();
+    locker
+        .query_drop("UPDATE STATUS_PROCESS SET alarma = 1 WHERE process_id = 1")
+        .await
+        .unwrap();
+    d.wait_log("the database keeps a lock", Duration::from_secs(20))
+        .await;
+    // Longer than a few backoff steps: still one line, nothing restarted.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = d.log_text();
+    assert_eq!(count(&log, "the database keeps a lock"), 1, "{log}");
+    assert!(s
+        .systemctl_calls()
+        .iter()
+        .all(|c| !c.starts_with("restart")));
+    locker.query_drop("UNLOCK TABLES").await.unwrap();
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(40)).await,
+        "{}",
+        d.log_text()
+    );
+    let restarts = |s: &Scratch| {
+        s.systemctl_calls()
+            .iter()
+            .filter(|c| c.starts_with("restart"))
+            .count()
+    };
+    assert_eq!(restarts(&s), 1, "{:?}", s.systemctl_calls());
+
+    // Held again with a procedure waiting on it: SIGTERM stops the daemon within one lock wait.
+    locker
+        .query_drop("LOCK TABLES STATUS_PROCESS WRITE, PROCESE READ")
+        .await
+        .unwrap();
+    locker
+        .query_drop("UPDATE STATUS_PROCESS SET alarma = 1 WHERE process_id = 2")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t = Instant::now();
+    let status = d.stop().await;
+    let took = t.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_secs(12),
+        "stopping took {took:?} with the table locked"
+    );
+    locker.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(locker);
+    eprintln!("database/table-lock: stopped in {took:?} with STATUS_PROCESS locked");
+    db.drop_db().await;
+}
+
+/// Name of the `GET_LOCK` claim the daemon takes for process `id` of database `db`.
+fn claim_name(db: &str, id: i64) -> String {
+    let hash = db.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("monitor_service:{hash:08x}:{id}")
+}
+
+/// A claim held by another session (another daemon) is re-checked later rather than dropped:
+/// the alarm is handled once the claim is free, without a sweep.
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_claim_is_rechecked_until_free() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "cb1").await;
+    std::fs::write(s.path("c.ini"), s.config_text(&db, SERVICE)).unwrap();
+    let mut d = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
+    d.wait_ready().await;
+    let mut other = Conn::from_url(db.url.as_str()).await.unwrap();
+    let got: Option<i64> = other
+        .exec_first("SELECT GET_LOCK(?, 0)", (claim_name(&db.name, 1),))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    db.set_alarm(1).await;
+    d.wait_log(
+        "another monitor_service is handling this process",
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(db.row(1).await.0, 1, "handled while claimed elsewhere");
+    let _: Option<i64> = other
+        .exec_first("SELECT RELEASE_LOCK(?)", (claim_name(&db.name, 1),))
+        .await
+        .unwrap();
+    // check_interval is an hour: only the re-check can handle it.
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(30)).await,
+        "{}",
+        d.log_text()
+    );
+    let restarts = s
+        .systemctl_calls()
+        .iter()
+        .filter(|c| c.starts_with("restart"))
+        .count();
+    assert_eq!(restarts, 1);
+    assert_eq!(d.stop().await.code(), Some(0));
+    db.drop_db().await;
+}
+
+/// UPDATE revoked while running: alarms of several processes give one ERROR for the refused
+/// query (not one per process per retry), each process is restarted once (never again for the
+/// same alarm), and once UPDATE is granted back every alarm is cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_update_is_logged_once_and_clears_are_retried_not_restarts() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    let n = 4;
+    for id in 1..=n {
+        db.add_process(id, &format!("rv{id}")).await;
+    }
+    let (user, password) = daemon_account(&db, "rv").await;
+    let text = config_as(&s, &db, &user, Some(&password), SERVICE)
+        .replace("check_interval = 3600", "check_interval = 1")
+        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
+    std::fs::write(s.path("c.ini"), text).unwrap();
+    let mut d = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
+    d.wait_ready().await;
+    let table = format!("`{}`.STATUS_PROCESS", db.name);
+    db.exec(&format!("REVOKE UPDATE ON {table} FROM '{user}'@'%'"))
+        .await;
+    for id in 1..=n {
+        db.set_alarm(id).await;
+    }
+    // Many sweeps and re-checks meanwhile.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let log = d.log_text();
+    let refused = count(&log, "the database refused the query");
+    assert_eq!(refused, 1, "one line for the refused query:\n{log}");
+    assert!(errors(&log).len() <= 2, "{log}");
+    for id in 1..=n {
+        assert_eq!(db.row(id).await.0, 1);
+    }
+    db.exec(&format!("GRANT UPDATE ON {table} TO '{user}'@'%'"))
+        .await;
+    for id in 1..=n {
+        assert!(
+            db.wait_cleared(id, Duration::from_secs(90)).await,
+            "process {id}:\n{}",
+            d.log_text()
+        );
+    }
+    let calls = s.systemctl_calls();
+    for id in 1..=n {
+        let want = format!("restart rv{id}");
+        let times = calls.iter().filter(|c| c.starts_with(&want)).count();
+        assert_eq!(times, 1, "rv{id} restarted once: {calls:?}");
+    }
+    let log = d.log_text();
+    assert!(
+        eventually(Duration::from_secs(1), || log
+            .contains("accepts this query again"))
+        .await,
+        "{log}"
+    );
+    assert_eq!(d.stop().await.code(), Some(0));
+    db.exec(&format!("DROP USER '{user}'@'%'")).await;
+    db.drop_db().await;
+}
