@@ -322,13 +322,57 @@ async fn revoked_update_is_logged_once_and_clears_are_retried_not_restarts() {
         assert_eq!(times, 1, "rv{id} restarted once: {calls:?}");
     }
     let log = d.log_text();
-    assert!(
-        eventually(Duration::from_secs(1), || log
-            .contains("accepts this query again"))
-        .await,
-        "{log}"
-    );
+    assert!(log.contains("accepts this query again"), "{log}");
     assert_eq!(d.stop().await.code(), Some(0));
     db.exec(&format!("DROP USER '{user}'@'%'")).await;
+    db.drop_db().await;
+}
+
+/// The claim's connection is killed while the process restarts: the clear is not written blind
+/// (the claim is verified first), it is owed and written by the next look, and the process is
+/// not restarted a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn claim_lost_during_restart_clear_is_owed_not_a_second_restart() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "cl1").await;
+    let extra = format!("{SERVICE}pre_restart_command = sleep 2\n");
+    std::fs::write(s.path("c.ini"), s.config_text(&db, &extra)).unwrap();
+    let mut d = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
+    d.wait_ready().await;
+    db.set_alarm(1).await;
+    d.wait_log("alarm raised; restarting", Duration::from_secs(10))
+        .await;
+    let mut admin = Conn::from_url(db.url.as_str()).await.unwrap();
+    let holder: Option<Option<u64>> = admin
+        .exec_first("SELECT IS_USED_LOCK(?)", (claim_name(&db.name, 1),))
+        .await
+        .unwrap();
+    let holder = holder.flatten().expect("the daemon holds the claim");
+    admin.query_drop(format!("KILL {holder}")).await.unwrap();
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(30)).await,
+        "{}",
+        d.log_text()
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("alarm cleared after the earlier restart"),
+        "{log}"
+    );
+    let restarts = s
+        .systemctl_calls()
+        .iter()
+        .filter(|c| c.starts_with("restart"))
+        .count();
+    assert_eq!(restarts, 1, "{log}");
+    assert_eq!(count(&log, "alarm raised; restarting"), 1, "{log}");
+    drop(admin);
+    assert_eq!(d.stop().await.code(), Some(0));
     db.drop_db().await;
 }
