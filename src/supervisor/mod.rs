@@ -598,7 +598,7 @@ impl Supervisor {
         let db = &self.db;
         let written = (|| async { db.set_notes(id, notes).await })
             .retry(write_backoff())
-            .when(DbError::is_connectivity)
+            .when(|e: &DbError| e.is_connectivity() && !self.token.is_cancelled())
             .await;
         if let Err(e) = self.db.observe(written) {
             if !e.is_reported() {

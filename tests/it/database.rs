@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::common::bin::BinDaemon;
-use crate::common::daemon::{eventually, Scratch};
+use crate::common::daemon::Scratch;
 use crate::common::db::TestDb;
 
 const SERVICE: &str =
