@@ -122,7 +122,8 @@ pub async fn check(config: &Config) -> Report {
             {
                 exit::NOPERM
             } else {
-                exit::UNAVAILABLE
+                // 1045 -> 77, 1049 -> 78, unreachable -> 69: as the daemon's start-up.
+                e.exit_code()
             };
         }
         Ok(()) => {

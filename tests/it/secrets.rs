@@ -262,7 +262,8 @@ async fn a_wrong_password_is_not_shown_in_errors() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(out.status.code(), Some(69), "{args:?}: {text}");
+        // A wrong password is EX_NOPERM (77), at start-up and in --check-config alike.
+        assert_eq!(out.status.code(), Some(77), "{args:?}: {text}");
         assert!(text.contains("Access denied"), "{args:?}: {text}");
         assert!(
             text.contains("check [database] user and password"),
