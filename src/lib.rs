@@ -498,8 +498,10 @@ impl StatusSources {
     }
 }
 
+/// Closes the pool; a connection that cannot be closed (a stalled server) does not hold up the
+/// exit for more than a few seconds.
 async fn db_close(db: Arc<Db>) {
     if let Ok(db) = Arc::try_unwrap(db) {
-        db.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
     }
 }

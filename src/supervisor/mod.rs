@@ -353,8 +353,7 @@ impl Supervisor {
         self.report(id, &name, source, word, &notes, opened);
         match &handled {
             Handled::Succeeded => {
-                let pending = &self.pending;
-                pending.clear(&self.db, claim, id, &name, &notes).await;
+                self.pending.clear(&self.db, claim, id, &name, &notes).await;
             }
             _ => self.write_notes(id, &name, &notes).await,
         }
