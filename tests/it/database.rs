@@ -376,3 +376,93 @@ async fn claim_lost_during_restart_clear_is_owed_not_a_second_restart() {
     assert_eq!(d.stop().await.code(), Some(0));
     db.drop_db().await;
 }
+
+/// The claim is checked before the process is stopped: a procedure whose claim was lost while
+/// it waited (here for another id of the same name) and taken by another session does not
+/// restart the process; the process is restarted once the other session lets go.
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_claim_is_noticed_before_stopping() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "vn").await;
+    db.add_process(2, "vn").await;
+    let extra = format!("{SERVICE}pre_restart_command = sleep 3\n");
+    std::fs::write(s.path("c.ini"), s.config_text(&db, &extra)).unwrap();
+    let mut d = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
+    d.wait_ready().await;
+    let restarts = |s: &Scratch| {
+        s.systemctl_calls()
+            .iter()
+            .filter(|c| c.starts_with("restart"))
+            .count()
+    };
+    db.set_alarm(1).await;
+    d.wait_log("process_id=1 trigger=binlog", Duration::from_secs(10))
+        .await;
+    // Process 2 is claimed and waits for the name "vn", busy with process 1.
+    db.set_alarm(2).await;
+    let mut other = Conn::from_url(db.url.as_str()).await.unwrap();
+    let name2 = claim_name(&db.name, 2);
+    let t = Instant::now();
+    let holder = loop {
+        let h: Option<Option<u64>> = other
+            .exec_first("SELECT IS_USED_LOCK(?)", (name2.as_str(),))
+            .await
+            .unwrap();
+        if let Some(id) = h.flatten() {
+            break id;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        restarts(&s),
+        0,
+        "process 1 is still in its pre-restart command"
+    );
+    // Another session takes the claim over.
+    other.query_drop(format!("KILL {holder}")).await.unwrap();
+    let t = Instant::now();
+    loop {
+        let got: Option<i64> = other
+            .exec_first("SELECT GET_LOCK(?, 0)", (name2.as_str(),))
+            .await
+            .unwrap();
+        if got == Some(1) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "claim never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(15)).await,
+        "{}",
+        d.log_text()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        restarts(&s),
+        1,
+        "process 2 restarted without its claim:\n{}",
+        d.log_text()
+    );
+    assert_eq!(db.row(2).await.0, 1);
+    let _: Option<i64> = other
+        .exec_first("SELECT RELEASE_LOCK(?)", (name2.as_str(),))
+        .await
+        .unwrap();
+    assert!(
+        db.wait_cleared(2, Duration::from_secs(40)).await,
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(restarts(&s), 2, "{:?}", s.systemctl_calls());
+    drop(other);
+    assert_eq!(d.stop().await.code(), Some(0));
+    db.drop_db().await;
+}
