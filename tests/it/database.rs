@@ -466,3 +466,67 @@ async fn lost_claim_is_noticed_before_stopping() {
     assert_eq!(d.stop().await.code(), Some(0));
     db.drop_db().await;
 }
+
+/// The account's password changed under a running daemon: new connections are refused (1045),
+/// which is said once (not once per process and retry), the daemon keeps running, and alarms
+/// are handled once the password is right again.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_changed_while_running_is_said_once_and_waited_out() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    for id in 1..=3 {
+        db.add_process(id, &format!("pw{id}")).await;
+    }
+    let (user, password) = daemon_account(&db, "pc").await;
+    let text = config_as(&s, &db, &user, Some(&password), SERVICE)
+        .replace("check_interval = 3600", "check_interval = 1")
+        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
+    std::fs::write(s.path("c.ini"), text).unwrap();
+    let mut d = BinDaemon::start(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+    );
+    d.wait_ready().await;
+    db.exec(&format!(
+        "ALTER USER '{user}'@'%' IDENTIFIED BY 'changed-{user}'"
+    ))
+    .await;
+    // Its open sessions end, so that it has to log in again.
+    for id in db
+        .query_strings(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
+        ))
+        .await
+    {
+        let mut c = Conn::from_url(db.url.as_str()).await.unwrap();
+        let _ = c.query_drop(format!("KILL {id}")).await;
+    }
+    for id in 1..=3 {
+        db.set_alarm(id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(d.running(), "{}", d.log_text());
+    let log = d.log_text();
+    let denied = log
+        .lines()
+        .filter(|l| l.contains("1045") && (l.contains("[ERROR]") || l.contains("[WARNING]")))
+        .count();
+    assert_eq!(denied, 1, "one line for the refused login:\n{log}");
+    assert_eq!(db.row(1).await.0, 1);
+    db.exec(&format!(
+        "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
+    ))
+    .await;
+    for id in 1..=3 {
+        assert!(
+            db.wait_cleared(id, Duration::from_secs(60)).await,
+            "process {id}:\n{}",
+            d.log_text()
+        );
+    }
+    assert_eq!(d.stop().await.code(), Some(0));
+    db.exec(&format!("DROP USER '{user}'@'%'")).await;
+    db.drop_db().await;
+}
