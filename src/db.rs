@@ -297,20 +297,6 @@ impl Db {
         Ok(row.unwrap_or((0, 0)))
     }
 
-    /// Clears the alarm if it is still raised and writes the notes; true when this call cleared it.
-    pub async fn clear_alarm(&self, id: i64, notes: &str) -> Result<bool, DbError> {
-        let notes = fit_notes(notes, self.notes_len());
-        let mut conn = self.conn().await?;
-        self.bounded(
-            "clearing the alarm",
-            "UPDATE STATUS_PROCESS SET alarma = 0, notes = ? WHERE process_id = ? AND alarma = 1"
-                .with((notes, id))
-                .ignore(&mut conn),
-        )
-        .await?;
-        Ok(conn.affected_rows() > 0)
-    }
-
     /// Writes the notes and leaves the alarm as it is.
     pub async fn set_notes(&self, id: i64, notes: &str) -> Result<(), DbError> {
         let notes = fit_notes(notes, self.notes_len());
