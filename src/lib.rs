@@ -12,11 +12,13 @@ pub mod db;
 pub mod events;
 pub mod exec;
 pub mod http;
+pub mod hosts;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod procs;
+pub mod scope;
 pub mod services;
 pub mod silence;
 pub mod source;
@@ -162,11 +164,12 @@ pub async fn run_with(
         return Ok(Counts::default());
     }
 
+    let scope = Arc::new(scope::Scope::new(&config.monitor.host));
     // The binlog position is taken before the start-up sweep, so no change falls between them.
     let follow = if opts.once {
         None
     } else {
-        plan_binlog(&config, &db, &state).await?
+        plan_binlog(&config, &db, &state, &scope).await?
     };
 
     // Procedures are cut short only when the grace period after shutdown has passed.
@@ -186,7 +189,22 @@ pub async fn run_with(
         hub.clone(),
     );
 
-    let startup = source::sweep::sweep(&db, TriggerSource::Startup).await;
+    let heartbeat = Arc::new(hosts::Heartbeat::new(
+        &config.monitor.hosts_table,
+        &config.monitor.host,
+    ));
+    let binlog_status = follow.as_ref().map(|(source, _)| source.status.clone());
+    let report = {
+        let (supervisor, pipeline, binlog) =
+            (supervisor.clone(), pipeline.clone(), binlog_status.clone());
+        let target = db.target().to_string();
+        move || host_report(&target, &supervisor, &pipeline, binlog.as_deref())
+    };
+    if !opts.once && !opts.dry_run {
+        heartbeat.beat(&db, &report()).await;
+    }
+    say_scope(&db, &config).await;
+    let startup = source::sweep::sweep(&db, &scope, TriggerSource::Startup).await;
     let startup = match startup {
         Ok(t) => t,
         Err(e) if opts.once => return Err(e.into()),
@@ -229,13 +247,16 @@ pub async fn run_with(
     let kick = Arc::new(Notify::new());
     let sweeper = tokio::spawn(source::sweep::run(
         db.clone(),
+        scope.clone(),
         config.monitor.check_interval,
         kick.clone(),
         tx.clone(),
         token.clone(),
     ));
+    let scope_task = tokio::spawn(scope.clone().follow_ddl(db.clone(), token.clone()));
+    let heartbeat_task = (!opts.dry_run)
+        .then(|| tokio::spawn(heartbeat.run(db.clone(), report, token.clone())));
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<binlog::BinlogFatal>(1);
-    let binlog_status = follow.as_ref().map(|(source, _)| source.status.clone());
     let binlog_task = follow.map(|(source, start)| {
         let (tx, kick, token, mode) = (
             tx.clone(),
@@ -317,6 +338,10 @@ pub async fn run_with(
     services.stop().await;
     hub.close().await;
     let _ = sweeper.await;
+    let _ = scope_task.await;
+    if let Some(task) = heartbeat_task {
+        let _ = task.await;
+    }
     if let Some(task) = binlog_task {
         let _ = task.await;
     }
@@ -341,6 +366,7 @@ async fn plan_binlog(
     config: &Config,
     db: &Db,
     state: &StateDir,
+    scope: &Arc<scope::Scope>,
 ) -> Result<Option<(BinlogSource, Position)>, Error> {
     let mode = config.monitor.binlog;
     if mode == BinlogMode::Off {
@@ -364,6 +390,7 @@ async fn plan_binlog(
         flavor: readiness.flavor,
         state: state.clone(),
         status: Arc::new(std::sync::Mutex::new(binlog::Status::default())),
+        procese: Some(scope.clone()),
     };
     let current = readiness.position.unwrap_or(Position {
         file: String::new(),
@@ -382,6 +409,45 @@ async fn plan_binlog(
         None => current,
     };
     Ok(Some((source, start)))
+}
+
+/// What this daemon's row in the hosts table says now.
+fn host_report(
+    target: &str,
+    supervisor: &Supervisor,
+    pipeline: &Pipeline,
+    binlog: Option<&std::sync::Mutex<binlog::Status>>,
+) -> hosts::Report {
+    let (binlog_source, binlog_lag) = match binlog {
+        None => (None, None),
+        Some(b) => {
+            let b = b.lock().unwrap_or_else(|p| p.into_inner());
+            let lag = if b.connected { b.lag_seconds.or(Some(0)) } else { None };
+            (Some(target.to_string()), lag)
+        }
+    };
+    hosts::Report {
+        binlog_source,
+        binlog_lag,
+        breakers_open: supervisor.open_breakers().len() as u64,
+        procedures_running: pipeline.busy() as u64,
+    }
+}
+
+/// Says once which processes are this daemon's and how many no live daemon handles.
+async fn say_scope(db: &Db, config: &Config) {
+    let host = &config.monitor.host;
+    match status::count_unowned(db, config).await {
+        Ok(u) if !u.column => info!(host = %host, "host scoping: {}", u.describe()),
+        Ok(u) => info!(
+            host = %host,
+            without_host = u.without_host,
+            no_live_daemon = ?u.no_live_daemon,
+            "host scoping: this daemon handles the processes whose PROCESE.host is {host}; {}",
+            u.describe()
+        ),
+        Err(e) => warn!(host = %host, error = %e, "cannot count the processes no daemon handles"),
+    }
 }
 
 /// Connects and reads the schema facts, retrying with backoff until it works; false when
