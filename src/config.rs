@@ -1176,7 +1176,10 @@ fn host_name(s: &str) -> Result<String, String> {
 }
 
 fn daemon_host(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.chars().count() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if s.is_empty()
+        || s.chars().count() > 255
+        || s.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         Err("expected this daemon's host name as PROCESE.host names it: 1 to 255 characters without spaces, e.g. web01".to_string())
     } else {
         Ok(s.to_string())

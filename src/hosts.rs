@@ -170,7 +170,10 @@ impl Heartbeat {
 }
 
 /// Every row of the hosts table, by host; `Ok(None)` when the table does not exist.
-pub async fn list(conn: &mut Conn, table: &str) -> Result<Option<Vec<HostRow>>, mysql_async::Error> {
+pub async fn list(
+    conn: &mut Conn,
+    table: &str,
+) -> Result<Option<Vec<HostRow>>, mysql_async::Error> {
     type Raw = (
         String,
         String,
@@ -210,7 +213,10 @@ pub async fn list(conn: &mut Conn, table: &str) -> Result<Option<Vec<HostRow>>, 
 }
 
 /// The hosts with a live daemon (normalized); `None` when the table does not exist.
-pub async fn live(conn: &mut Conn, table: &str) -> Result<Option<HashSet<String>>, mysql_async::Error> {
+pub async fn live(
+    conn: &mut Conn,
+    table: &str,
+) -> Result<Option<HashSet<String>>, mysql_async::Error> {
     Ok(list(conn, table).await?.map(|rows| {
         rows.into_iter()
             .filter(|r| !r.stale())

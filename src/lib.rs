@@ -11,8 +11,8 @@ pub mod control;
 pub mod db;
 pub mod events;
 pub mod exec;
-pub mod http;
 pub mod hosts;
+pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
@@ -254,8 +254,8 @@ pub async fn run_with(
         token.clone(),
     ));
     let scope_task = tokio::spawn(scope.clone().follow_ddl(db.clone(), token.clone()));
-    let heartbeat_task = (!opts.dry_run)
-        .then(|| tokio::spawn(heartbeat.run(db.clone(), report, token.clone())));
+    let heartbeat_task =
+        (!opts.dry_run).then(|| tokio::spawn(heartbeat.run(db.clone(), report, token.clone())));
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<binlog::BinlogFatal>(1);
     let binlog_task = follow.map(|(source, start)| {
         let (tx, kick, token, mode) = (
@@ -422,7 +422,11 @@ fn host_report(
         None => (None, None),
         Some(b) => {
             let b = b.lock().unwrap_or_else(|p| p.into_inner());
-            let lag = if b.connected { b.lag_seconds.or(Some(0)) } else { None };
+            let lag = if b.connected {
+                b.lag_seconds.or(Some(0))
+            } else {
+                None
+            };
             (Some(target.to_string()), lag)
         }
     };

@@ -192,10 +192,11 @@ impl Scope {
 
     /// Re-reads the column and the map on `conn`.
     pub async fn load(&self, conn: &mut Conn) -> Result<Column, mysql_async::Error> {
-        let collation: Option<Option<String>> = "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+        let collation: Option<Option<String>> =
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'PROCESE' AND COLUMN_NAME = 'host'"
-            .first(&mut *conn)
-            .await?;
+                .first(&mut *conn)
+                .await?;
         let column = Column::from_collation(collation.as_ref().map(|c| c.as_deref()));
         let mut hosts = HashMap::new();
         if column.present() {
@@ -274,7 +275,10 @@ impl ProceseSink for Scope {
     fn wants(&self, process_id: i64) -> bool {
         let mine = self.owns(process_id);
         if !mine {
-            debug!(process_id, "binlog: alarm of another host's process; left alone");
+            debug!(
+                process_id,
+                "binlog: alarm of another host's process; left alone"
+            );
         }
         mine
     }
@@ -464,7 +468,11 @@ mod tests {
             None,
             Some(img(1, Some(Some("ALPHA")))),
         ));
-        scope.apply(&change(RowKind::Insert, None, Some(img(2, Some(Some("beta"))))));
+        scope.apply(&change(
+            RowKind::Insert,
+            None,
+            Some(img(2, Some(Some("beta")))),
+        ));
         scope.apply(&change(RowKind::Insert, None, Some(img(3, Some(None)))));
         assert!(scope.owns(1));
         assert!(!scope.owns(2));
@@ -494,7 +502,9 @@ mod tests {
         let u = count_unowned("alpha", &per_host, Some(&live));
         assert_eq!(u.without_host, 2);
         assert_eq!(u.no_live_daemon, Some(4));
-        assert!(u.describe().contains("2 process(es) with no host and 4 naming no live daemon"));
+        assert!(u
+            .describe()
+            .contains("2 process(es) with no host and 4 naming no live daemon"));
         let unknown = count_unowned("alpha", &per_host, None);
         assert_eq!(unknown.no_live_daemon, None);
         assert!(Unowned::default().describe().contains("no host column"));

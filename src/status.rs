@@ -195,7 +195,11 @@ pub async fn scope_line(config: &Config) -> Result<String, DbError> {
     let db = Db::new(&config.database, &config.monitor.history_table);
     let counted = count_unowned(&db, config).await;
     db.close().await;
-    Ok(format!("host {}: {}", config.monitor.host, counted?.describe()))
+    Ok(format!(
+        "host {}: {}",
+        config.monitor.host,
+        counted?.describe()
+    ))
 }
 
 /// Every row of the hosts table; `Ok(None)` when there is no such table.
@@ -468,16 +472,31 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("HOST"));
-        assert!(lines[1].starts_with("alpha") && lines[1].contains("live"), "{t}");
-        assert!(lines[2].starts_with("beta") && lines[2].contains("stale (95s)"), "{t}");
+        assert!(
+            lines[1].starts_with("alpha") && lines[1].contains("live"),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("beta") && lines[2].contains("stale (95s)"),
+            "{t}"
+        );
     }
 
     #[test]
     fn hosts_json_has_the_stale_flag() {
         let j = hosts_json(&[host("alpha", 3), host("beta", 95)]);
-        assert!(j.contains(r#""host":"alpha""#) && j.contains(r#""stale":false"#), "{j}");
-        assert!(j.contains(r#""host":"beta""#) && j.contains(r#""stale":true"#), "{j}");
-        assert!(j.contains(r#""binlog_lag":0,"breakers_open":1,"procedures_running":2}"#), "{j}");
+        assert!(
+            j.contains(r#""host":"alpha""#) && j.contains(r#""stale":false"#),
+            "{j}"
+        );
+        assert!(
+            j.contains(r#""host":"beta""#) && j.contains(r#""stale":true"#),
+            "{j}"
+        );
+        assert!(
+            j.contains(r#""binlog_lag":0,"breakers_open":1,"procedures_running":2}"#),
+            "{j}"
+        );
     }
 
     #[test]

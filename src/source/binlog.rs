@@ -615,7 +615,8 @@ impl BinlogSource {
                         && t.table_name() == PROCESE
                         && t.database_name() == self.db.database.as_str() =>
                 {
-                    procese.map(&self.db, t.table_id(), t.columns_count() as usize)
+                    procese
+                        .map(&self.db, t.table_id(), t.columns_count() as usize)
                         .await;
                 }
                 EventData::RowsEvent(rows)
@@ -657,7 +658,9 @@ impl BinlogSource {
                             after: after.map(|r| decode_row(r, &names)),
                         };
                         let wanted = |id: i64| self.procese.as_ref().is_none_or(|s| s.wants(id));
-                        if let Some(id) = crate::pipeline::alarm_raised(&change).filter(|id| wanted(*id)) {
+                        if let Some(id) =
+                            crate::pipeline::alarm_raised(&change).filter(|id| wanted(*id))
+                        {
                             triggers.push(Trigger {
                                 process_id: id,
                                 source: TriggerSource::Binlog,
@@ -747,9 +750,7 @@ fn decode_changes(
 ) -> Vec<RowChange> {
     let kind = match rows {
         RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => RowKind::Insert,
-        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
-            RowKind::Delete
-        }
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => RowKind::Delete,
         _ => RowKind::Update,
     };
     rows.rows(tme)
@@ -771,14 +772,12 @@ fn decode_changes(
 fn mentions_procese(sql: &str) -> bool {
     let upper = sql.to_ascii_uppercase();
     !upper.eq_ignore_ascii_case("BEGIN")
-        && upper
-            .match_indices(PROCESE)
-            .any(|(i, _)| {
-                let before = upper[..i].chars().next_back();
-                let after = upper[i + PROCESE.len()..].chars().next();
-                let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-                !word(before) && !word(after)
-            })
+        && upper.match_indices(PROCESE).any(|(i, _)| {
+            let before = upper[..i].chars().next_back();
+            let after = upper[i + PROCESE.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
 }
 
 /// Sorts a stream error into lost (retry), purged (start at the end) or fatal.
@@ -888,10 +887,16 @@ mod tests {
 
     #[test]
     fn procese_ddl_is_told_from_other_statements() {
-        assert!(mentions_procese("ALTER TABLE PROCESE ADD COLUMN host VARCHAR(255)"));
+        assert!(mentions_procese(
+            "ALTER TABLE PROCESE ADD COLUMN host VARCHAR(255)"
+        ));
         assert!(mentions_procese("alter table `procese` add key h (host)"));
-        assert!(!mentions_procese("ALTER TABLE STATUS_PROCESS ADD COLUMN x INT"));
-        assert!(!mentions_procese("ALTER TABLE PROCESE_OLD ADD COLUMN x INT"));
+        assert!(!mentions_procese(
+            "ALTER TABLE STATUS_PROCESS ADD COLUMN x INT"
+        ));
+        assert!(!mentions_procese(
+            "ALTER TABLE PROCESE_OLD ADD COLUMN x INT"
+        ));
         assert!(!mentions_procese("BEGIN"));
     }
 

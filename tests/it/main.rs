@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod controls;
 mod faults;
+mod fleet;
 mod harness;
 mod hostile;
 mod lifecycle;
