@@ -2150,7 +2150,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            35,
+            37,
             "one 'Default:' per key"
         );
 
