@@ -189,6 +189,7 @@ pub async fn run_with(
         hub.clone(),
     );
 
+    pipeline.limit_to(scope.clone());
     let heartbeat = Arc::new(hosts::Heartbeat::new(
         &config.monitor.hosts_table,
         &config.monitor.host,
@@ -520,6 +521,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("state_dir", o.state_dir != n.state_dir),
         ("history_table", o.history_table != n.history_table),
         ("control_socket", o.control_socket != n.control_socket),
+        ("host", o.host != n.host),
+        ("hosts_table", o.hosts_table != n.hosts_table),
         ("[metrics]", old.metrics != new.metrics),
         ("log_file", ol.log_file != nl.log_file),
         ("max_log_size", ol.max_log_size_kb != nl.max_log_size_kb),
