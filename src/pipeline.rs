@@ -130,7 +130,10 @@ impl Pipeline {
         if trigger.source == TriggerSource::Breaker
             && self.inner.scope.get().is_some_and(|s| !s.owns(id))
         {
-            debug!(process_id = id, "breaker re-check of another host's process; left alone");
+            debug!(
+                process_id = id,
+                "breaker re-check of another host's process; left alone"
+            );
             return;
         }
         self.inner.events.trigger(id, trigger.source);
