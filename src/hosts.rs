@@ -1,6 +1,6 @@
 //! Who watches the watcher: the optional `MONITOR_HOSTS` table (`[monitor] hosts_table`), one
 //! row per daemon (host, version, started_at, last_seen, binlog source and lag, breakers open,
-//! procedures running), upserted at start and every [`EVERY]; and reading it back for
+//! procedures running), upserted at start and every [`EVERY`]; and reading it back for
 //! `status --hosts` and for which hosts have a live daemon. Times are the server's UTC clock, so
 //! hosts with skewed clocks still agree on who is stale.
 
@@ -109,6 +109,11 @@ impl Heartbeat {
                 if !self.said_missing.swap(true, Ordering::Relaxed) {
                     info!(table = %self.table, "hosts table not found; this daemon is not listed for `status --hosts` (sql/setup.sql creates it)");
                 }
+                false
+            }
+            // An outage is said by the database handle; the row is written when it is back.
+            Err(e) if e.is_connectivity() => {
+                debug!(table = %self.table, error = %e, "hosts table not written: database unreachable");
                 false
             }
             Err(e) => {

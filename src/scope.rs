@@ -121,6 +121,8 @@ pub fn edits(change: &RowChange) -> Vec<Edit> {
 /// What is known about PROCESE.
 #[derive(Debug, Default)]
 struct Known {
+    /// PROCESE has been read at least once.
+    loaded: bool,
     column: Column,
     /// process_id -> normalized host (`None` = NULL); kept only while the column is present.
     hosts: HashMap<i64, Option<String>>,
@@ -209,10 +211,14 @@ impl Scope {
                 .collect();
         }
         let mut known = self.write();
-        if known.column != column {
-            info!(column = ?column, host = %self.own, "PROCESE.host column changed; scoping follows it");
+        if known.loaded && known.column != column {
+            info!(column = ?column, host = %self.own, "PROCESE.host column changed; host scoping follows it");
         }
-        *known = Known { column, hosts };
+        *known = Known {
+            loaded: true,
+            column,
+            hosts,
+        };
         Ok(column)
     }
 
