@@ -77,7 +77,7 @@ pub(super) async fn say_scope(db: &Db, config: &Config) {
         Ok(u) => info!(
             host = %host,
             without_host = u.without_host,
-            no_live_daemon = ?u.no_live_daemon,
+            no_live_daemon = %u.no_live_daemon.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             "host scoping: this daemon handles the processes whose PROCESE.host is {host}; {}",
             u.describe()
         ),

@@ -377,3 +377,66 @@ async fn without_the_hosts_table_it_says_so_once_and_works() {
     assert_eq!(alpha.calls(), vec!["restart svc1"]);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_setup_sql_account_scopes_and_writes_its_hosts_row() {
+    let db = fleet_db(&[(1, Some("alpha")), (2, None)]).await;
+    // The account exactly as sql/setup.sql grants it, for this database.
+    let sql =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/setup.sql")).unwrap();
+    let user = format!("fl{}", std::process::id());
+    let account = format!("'{user}'@'%'");
+    db.exec(&format!(
+        "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY 'pw-{user}'"
+    ))
+    .await;
+    for line in sql.lines().filter(|l| l.starts_with("GRANT ")) {
+        let stmt = line
+            .trim_end_matches(';')
+            .replace("v_process_monitor.", &format!("`{}`.", db.name))
+            .replace("'monitor'@'localhost'", &account);
+        db.exec(&stmt).await;
+    }
+    let mut alpha = Host::config(&db, "alpha", "binlog = on\n", "3600");
+    let cfg = alpha.scratch.path("config.ini");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let password = db
+        .password
+        .as_ref()
+        .map(|p| format!("password = {p}\n"))
+        .unwrap_or_default();
+    let text = text
+        .replace(
+            &format!("user = {}\n", db.user),
+            &format!("user = {user}\n"),
+        )
+        .replacen(&password, "", usize::from(!password.is_empty()))
+        .replace(
+            "[database]\n",
+            &format!("[database]\npassword = pw-{user}\n"),
+        );
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    alpha.run().await;
+
+    db.set_alarm(1).await;
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(5)).await,
+        "{}",
+        alpha.log()
+    );
+    let rows = db
+        .query_strings("SELECT CONCAT_WS('|', host, binlog_source IS NOT NULL) FROM MONITOR_HOSTS")
+        .await;
+    assert_eq!(rows, vec!["alpha|1"]);
+    alpha.stop().await;
+    db.exec(&format!("DROP USER {account}")).await;
+    let log = alpha.log();
+    assert!(!log.contains("[WARN"), "{log}");
+    assert!(
+        log.contains("1 process(es) with no host and 0 naming no live daemon"),
+        "{log}"
+    );
+    assert_eq!(alpha.calls(), vec!["restart svc1"]);
+    db.drop_db().await;
+}
