@@ -124,8 +124,61 @@ struct Known {
     /// PROCESE has been read at least once.
     loaded: bool,
     column: Column,
-    /// process_id -> normalized host (`None` = NULL); kept only while the column is present.
+    /// process_id -> normalized host (`None` = NULL); consulted only while the column is present.
     hosts: HashMap<i64, Option<String>>,
+    /// Reads of PROCESE under way.
+    loading: u32,
+    /// Edits applied while a read was under way: replayed over its snapshot, which may be
+    /// older than they are (every edit arrives in log order, so the map still converges).
+    journal: Vec<Edit>,
+}
+
+impl Known {
+    fn edit(&mut self, edit: &Edit) {
+        match edit {
+            Edit::Set(id, host) => self.hosts.insert(*id, host.clone()),
+            Edit::Remove(id) => self.hosts.remove(id),
+        };
+    }
+}
+
+/// Marks a read of PROCESE under way; the read's end (or its cancellation) ends it.
+struct Loading<'a> {
+    scope: &'a Scope,
+    done: bool,
+}
+
+impl Loading<'_> {
+    /// Installs a snapshot (`column`, `hosts`) read while this was under way.
+    fn install(mut self, column: Column, hosts: HashMap<i64, Option<String>>) {
+        self.done = true;
+        let mut known = self.scope.write();
+        if known.loaded && known.column != column {
+            info!(column = ?column, host = %self.scope.own, "PROCESE.host column changed; host scoping follows it");
+        }
+        known.loaded = true;
+        known.column = column;
+        known.hosts = hosts;
+        for edit in known.journal.clone() {
+            known.edit(&edit);
+        }
+        Loading::end(&mut known);
+    }
+
+    fn end(known: &mut Known) {
+        known.loading = known.loading.saturating_sub(1);
+        if known.loading == 0 {
+            known.journal.clear();
+        }
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            Loading::end(&mut self.scope.write());
+        }
+    }
 }
 
 /// This daemon's scope; shared behind an `Arc`.
@@ -180,20 +233,26 @@ impl Scope {
     /// Applies one PROCESE row change (from the binlog, in log order).
     pub fn apply(&self, change: &RowChange) {
         let mut known = self.write();
-        if !known.column.present() {
-            return;
-        }
         for edit in edits(change) {
             debug!(edit = ?edit, "PROCESE host map");
-            match edit {
-                Edit::Set(id, host) => known.hosts.insert(id, host),
-                Edit::Remove(id) => known.hosts.remove(&id),
-            };
+            known.edit(&edit);
+            if known.loading > 0 {
+                known.journal.push(edit);
+            }
+        }
+    }
+
+    fn begin_load(&self) -> Loading<'_> {
+        self.write().loading += 1;
+        Loading {
+            scope: self,
+            done: false,
         }
     }
 
     /// Re-reads the column and the map on `conn`.
     pub async fn load(&self, conn: &mut Conn) -> Result<Column, mysql_async::Error> {
+        let loading = self.begin_load();
         let collation: Option<Option<String>> =
             "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'PROCESE' AND COLUMN_NAME = 'host'"
@@ -210,15 +269,7 @@ impl Scope {
                 .map(|(id, h)| (id, h.map(|h| normalize(&String::from_utf8_lossy(&h)))))
                 .collect();
         }
-        let mut known = self.write();
-        if known.loaded && known.column != column {
-            info!(column = ?column, host = %self.own, "PROCESE.host column changed; host scoping follows it");
-        }
-        *known = Known {
-            loaded: true,
-            column,
-            hosts,
-        };
+        loading.install(column, hosts);
         Ok(column)
     }
 
@@ -492,6 +543,29 @@ mod tests {
         assert!(scope.owns(2));
         scope.apply(&change(RowKind::Delete, Some(img(2, None)), None));
         assert!(!scope.owns(2));
+    }
+
+    #[test]
+    fn edits_during_a_read_survive_its_older_snapshot() {
+        let scope = Scope::new("alpha");
+        let loading = scope.begin_load();
+        // The stream moves process 1 to alpha while the read is under way...
+        scope.apply(&change(
+            RowKind::Update,
+            Some(img(1, Some(Some("beta")))),
+            Some(img(1, Some(Some("alpha")))),
+        ));
+        // ...and the read's snapshot was taken before that.
+        let snapshot = [(1, Some("beta".to_string()))].into_iter().collect();
+        loading.install(Column::CaseInsensitive, snapshot);
+        assert!(scope.owns(1));
+        assert_eq!(scope.read().loading, 0);
+        assert!(scope.read().journal.is_empty());
+        // A read that fails (dropped) ends too: the journal does not grow for ever.
+        drop(scope.begin_load());
+        scope.apply(&change(RowKind::Delete, Some(img(1, None)), None));
+        assert!(scope.read().journal.is_empty());
+        assert!(!scope.owns(1));
     }
 
     #[test]
