@@ -4,10 +4,10 @@
 //! daemon are left alone and counted ([`unowned`]).
 //!
 //! One [`Scope`] is shared by the sweep (filters in SQL, [`Scope::alarmed`]), the binlog path
-//! (a process-id -> host map kept current by PROCESE's own row events, asked without a query
-//! per event, [`Scope::owns`]) and `status`.
+//! (the process-id -> host map, kept as the set of this host's process ids, current by
+//! PROCESE's own row events and asked without a query per event, [`Scope::owns`]) and `status`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use mysql_async::prelude::{Query, WithParams};
@@ -64,6 +64,16 @@ pub fn alarmed_sql(column: Column) -> &'static str {
             "SELECT s.process_id FROM STATUS_PROCESS s JOIN PROCESE p ON p.process_id = s.process_id \
              WHERE s.alarma = 1 AND LOWER(p.host) = ? ORDER BY s.process_id"
         }
+    }
+}
+
+/// The query for the ids of this daemon's processes (parameter: the normalized host name);
+/// `None` without the column.
+pub fn mine_sql(column: Column) -> Option<&'static str> {
+    match column {
+        Column::Absent => None,
+        Column::CaseInsensitive => Some("SELECT process_id FROM PROCESE WHERE host = ?"),
+        Column::CaseSensitive => Some("SELECT process_id FROM PROCESE WHERE LOWER(host) = ?"),
     }
 }
 
@@ -124,8 +134,9 @@ struct Known {
     /// PROCESE has been read at least once.
     loaded: bool,
     column: Column,
-    /// process_id -> normalized host (`None` = NULL); consulted only while the column is present.
-    hosts: HashMap<i64, Option<String>>,
+    /// The processes whose host is this daemon's (only they are kept: a daemon's map grows
+    /// with its own processes, not the fleet's); consulted only while the column is present.
+    mine: HashSet<i64>,
     /// Reads of PROCESE under way.
     loading: u32,
     /// Edits applied while a read was under way: replayed over its snapshot, which may be
@@ -134,10 +145,10 @@ struct Known {
 }
 
 impl Known {
-    fn edit(&mut self, edit: &Edit) {
+    fn edit(&mut self, own: &str, edit: &Edit) {
         match edit {
-            Edit::Set(id, host) => self.hosts.insert(*id, host.clone()),
-            Edit::Remove(id) => self.hosts.remove(id),
+            Edit::Set(id, Some(host)) if host == own => self.mine.insert(*id),
+            Edit::Set(id, _) | Edit::Remove(id) => self.mine.remove(id),
         };
     }
 }
@@ -149,8 +160,9 @@ struct Loading<'a> {
 }
 
 impl Loading<'_> {
-    /// Installs a snapshot (`column`, `hosts`) read while this was under way.
-    fn install(mut self, column: Column, hosts: HashMap<i64, Option<String>>) {
+    /// Installs a snapshot (`column`, the ids of this daemon's processes) read while this was
+    /// under way.
+    fn install(mut self, column: Column, mine: HashSet<i64>) {
         self.done = true;
         let mut known = self.scope.write();
         if known.loaded && known.column != column {
@@ -158,9 +170,9 @@ impl Loading<'_> {
         }
         known.loaded = true;
         known.column = column;
-        known.hosts = hosts;
+        known.mine = mine;
         for edit in known.journal.clone() {
-            known.edit(&edit);
+            known.edit(&self.scope.own, &edit);
         }
         Loading::end(&mut known);
     }
@@ -223,11 +235,7 @@ impl Scope {
     /// PROCESE row names this host.
     pub fn owns(&self, id: i64) -> bool {
         let known = self.read();
-        !known.column.present()
-            || known
-                .hosts
-                .get(&id)
-                .is_some_and(|h| h.as_deref() == Some(self.own.as_str()))
+        !known.column.present() || known.mine.contains(&id)
     }
 
     /// Applies one PROCESE row change (from the binlog, in log order).
@@ -235,7 +243,7 @@ impl Scope {
         let mut known = self.write();
         for edit in edits(change) {
             debug!(edit = ?edit, "PROCESE host map");
-            known.edit(&edit);
+            known.edit(&self.own, &edit);
             if known.loading > 0 {
                 known.journal.push(edit);
             }
@@ -259,17 +267,11 @@ impl Scope {
                 .first(&mut *conn)
                 .await?;
         let column = Column::from_collation(collation.as_ref().map(|c| c.as_deref()));
-        let mut hosts = HashMap::new();
-        if column.present() {
-            let rows: Vec<(i64, Option<Vec<u8>>)> = "SELECT process_id, host FROM PROCESE"
-                .fetch(&mut *conn)
-                .await?;
-            hosts = rows
-                .into_iter()
-                .map(|(id, h)| (id, h.map(|h| normalize(&String::from_utf8_lossy(&h)))))
-                .collect();
-        }
-        loading.install(column, hosts);
+        let mine: Vec<i64> = match mine_sql(column) {
+            Some(sql) => sql.with((self.own.as_str(),)).fetch(&mut *conn).await?,
+            None => Vec::new(),
+        };
+        loading.install(column, mine.into_iter().collect());
         Ok(column)
     }
 
@@ -468,6 +470,8 @@ mod tests {
         assert!(!alarmed_sql(Column::Absent).contains('?'));
         assert!(alarmed_sql(Column::CaseInsensitive).contains("p.host = ?"));
         assert!(alarmed_sql(Column::CaseSensitive).contains("LOWER(p.host) = ?"));
+        assert_eq!(mine_sql(Column::Absent), None);
+        assert!(mine_sql(Column::CaseInsensitive).is_some_and(|q| q.ends_with("WHERE host = ?")));
     }
 
     #[test]
@@ -556,7 +560,7 @@ mod tests {
             Some(img(1, Some(Some("alpha")))),
         ));
         // ...and the read's snapshot was taken before that.
-        let snapshot = [(1, Some("beta".to_string()))].into_iter().collect();
+        let snapshot = HashSet::new();
         loading.install(Column::CaseInsensitive, snapshot);
         assert!(scope.owns(1));
         assert_eq!(scope.read().loading, 0);
