@@ -1,6 +1,7 @@
 //! Binlog source: follows the server's binary log as a replica and decodes the row events of
 //! `<database>.STATUS_PROCESS` into [`RowChange`]s. It only decodes; what a change means is
-//! decided by [`crate::pipeline::alarm_raised`].
+//! decided by [`crate::pipeline::alarm_raised`]. PROCESE's row events and DDL are decoded the
+//! same way and handed to a [`ProceseSink`] (host scoping, [`crate::scope`]).
 //!
 //! Also here: the start-up readiness check (log_bin, ROW format, privileges) with the fix for
 //! each problem, the saved position (file:pos at transaction ends, atomic writes), reconnects
