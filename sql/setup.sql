@@ -27,6 +27,17 @@ CREATE TABLE IF NOT EXISTS PROCESE (
   process_name VARCHAR(100) NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- Many hosts on one database (optional upgrade step): name in PROCESE.host
+-- the host whose daemon restarts the process ([monitor] host, default the
+-- name `hostname` prints; compared case-insensitively, so keep the column's
+-- default _ci collation). Each daemon then handles only its own rows; rows
+-- with host NULL are left alone (counted at start-up and by `status`).
+-- Without the column every daemon handles every row. The index serves the
+-- sweep (`... JOIN PROCESE p ... WHERE p.host = ?`) and the counts:
+--     ALTER TABLE PROCESE ADD COLUMN host VARCHAR(255) NULL,
+--       ADD KEY idx_host (host);
+--     UPDATE PROCESE SET host = 'web01' WHERE process_id IN (1, 2);
+
 -- One row per process: alarma = 1 asks for a restart; the daemon sets it back
 -- to 0 on success and writes the latest outcome into notes. sound is not used
 -- by the daemon.
@@ -55,6 +66,21 @@ CREATE TABLE IF NOT EXISTS RESTART_HISTORY (
   outcome      VARCHAR(16) NOT NULL,
   detail       VARCHAR(1000),
   KEY idx_process_started (process_id, started_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Optional: one row per daemon, written at start and every 10 s (the daemon
+-- works without it and says so once). `monitor_service status --hosts` lists
+-- it and marks a daemon not seen for 30 s as stale. Times are the server's
+-- UTC_TIMESTAMP(); binlog_source is NULL when the daemon runs on sweeps alone.
+CREATE TABLE IF NOT EXISTS MONITOR_HOSTS (
+  host               VARCHAR(255) NOT NULL PRIMARY KEY,
+  version            VARCHAR(32) NOT NULL,
+  started_at         DATETIME NOT NULL,
+  last_seen          DATETIME NOT NULL,
+  binlog_source      VARCHAR(255),
+  binlog_lag         INT,
+  breakers_open      INT UNSIGNED NOT NULL DEFAULT 0,
+  procedures_running INT UNSIGNED NOT NULL DEFAULT 0
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- @@end-of-schema
@@ -91,6 +117,9 @@ GRANT SELECT, UPDATE ON v_process_monitor.STATUS_PROCESS TO 'monitor'@'localhost
 -- Optional history table: INSERT for the daemon (one row per restart
 -- procedure), SELECT for `monitor_service status` (each process's last restart).
 GRANT SELECT, INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'localhost';
+-- Optional hosts table: SELECT, INSERT, UPDATE to upsert this daemon's row
+-- (INSERT ... ON DUPLICATE KEY UPDATE) and, for `status`, read the others.
+GRANT SELECT, INSERT, UPDATE ON v_process_monitor.MONITOR_HOSTS TO 'monitor'@'localhost';
 -- GET_LOCK (one claim per restart procedure, so two daemons on one database
 -- never restart a process twice) needs no grant.
 

@@ -255,6 +255,10 @@ pub struct MonitorConfig {
     pub history_table: String,
     /// Where the daemon listens for `reset`, `silence`, `unsilence` and `status`.
     pub control_socket: PathBuf,
+    /// This daemon's name in `PROCESE.host` and `MONITOR_HOSTS` (compared case-insensitively).
+    pub host: String,
+    /// Optional table with one row per daemon (a safe SQL identifier).
+    pub hosts_table: String,
 }
 
 impl Default for MonitorConfig {
@@ -270,8 +274,18 @@ impl Default for MonitorConfig {
             systemctl: "systemctl".to_string(),
             history_table: "RESTART_HISTORY".to_string(),
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            host: machine_host_name(),
+            hosts_table: "MONITOR_HOSTS".to_string(),
         }
     }
+}
+
+/// The machine's host name as `hostname` prints it (empty when it cannot be read).
+pub fn machine_host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
 }
 
 /// Where the control socket is when `[monitor] control_socket` does not say.
@@ -442,6 +456,8 @@ const MONITOR_KEYS: &[&str] = &[
     "systemctl",
     "history_table",
     "control_socket",
+    "host",
+    "hosts_table",
 ];
 const METRICS_KEYS: &[&str] = &["listen", "textfile"];
 const ALERTS_KEYS: &[&str] = &["command", "after"];
@@ -940,6 +956,8 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         systemctl: mon.field("systemctl", m.systemctl, program_name)?,
         history_table: mon.field("history_table", m.history_table, sql_identifier)?,
         control_socket: mon.field("control_socket", m.control_socket, socket_path)?,
+        host: mon.field("host", m.host, daemon_host)?,
+        hosts_table: mon.field("hosts_table", m.hosts_table, sql_identifier)?,
     };
 
     let lg = sect("logging");
@@ -1157,6 +1175,17 @@ fn host_name(s: &str) -> Result<String, String> {
     }
 }
 
+fn daemon_host(s: &str) -> Result<String, String> {
+    if s.is_empty()
+        || s.chars().count() > 255
+        || s.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Err("expected this daemon's host name as PROCESE.host names it: 1 to 255 characters without spaces, e.g. web01".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 fn user_name(s: &str) -> Result<String, String> {
     if s.is_empty() || s.chars().any(char::is_control) {
         Err("expected a database account name, e.g. monitor".to_string())
@@ -1336,6 +1365,8 @@ health_check_command = systemctl is-active apache2
         assert_eq!(m.state_dir, PathBuf::from("/var/lib/monitor_service"));
         assert_eq!(m.systemctl, "systemctl");
         assert_eq!(m.history_table, "RESTART_HISTORY");
+        assert_eq!(m.host, machine_host_name());
+        assert_eq!(m.hosts_table, "MONITOR_HOSTS");
         let g = &c.logging;
         assert_eq!(g.max_log_size_kb, 5120);
         assert_eq!(g.log_files_to_keep, 5);
@@ -1421,6 +1452,7 @@ health_check_command = systemctl is-active apache2
             "[database]\nport = 3307\nsocket = /run/mysqld/mysqld.sock\nconnect_timeout = 2.5\n\
              [monitor]\nbinlog = OFF\nserver_id = 4294967295\nmax_parallel_restarts = 1024\n\
              state_dir = /tmp/st\nsystemctl = /usr/local/bin/fake-systemctl\nhistory_table = hist$1\n\
+             host = Web01.example\nhosts_table = FLEET\n\
              [logging]\nlog_file = /tmp/m.log\nlevel = WARNING\nlog_files_to_keep = 0\n\
              [process.w]\nrestart_strategy = Process\nstart_command = /bin/w --name \"%s x\"\n\
              stop_timeout = 0\nrestart_delay = 0\ncommand_timeout = 0.25\n",
@@ -1438,6 +1470,8 @@ health_check_command = systemctl is-active apache2
         assert_eq!(c.monitor.state_dir, PathBuf::from("/tmp/st"));
         assert_eq!(c.monitor.systemctl, "/usr/local/bin/fake-systemctl");
         assert_eq!(c.monitor.history_table, "hist$1");
+        assert_eq!(c.monitor.host, "Web01.example");
+        assert_eq!(c.monitor.hosts_table, "FLEET");
         assert_eq!(c.logging.log_file, PathBuf::from("/tmp/m.log"));
         assert_eq!(c.logging.level, LogLevel::Warn);
         assert_eq!(c.logging.level.as_filter(), "warn");
@@ -1619,6 +1653,8 @@ health_check_command = systemctl is-active apache2
             ),
             ("monitor", "history_table", "`h`", "A-Z a-z 0-9 _ $"),
             ("monitor", "systemctl", "sudo systemctl", "program name"),
+            ("monitor", "host", "web 01", "255 characters without spaces"),
+            ("monitor", "hosts_table", "my-hosts", "A-Z a-z 0-9 _ $"),
             ("database", "port", "0", "whole number from 1 to 65535"),
             ("database", "port", "65536", "whole number from 1 to 65535"),
             ("database", "port", "-1", "whole number from 1 to 65535"),
@@ -2114,7 +2150,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            35,
+            37,
             "one 'Default:' per key"
         );
 

@@ -43,6 +43,9 @@ enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        /// List every daemon in the hosts table (stale ones marked) instead of the processes
+        #[arg(long)]
+        hosts: bool,
     },
     /// Close a process's circuit breaker and re-check it at once
     Reset {
@@ -95,7 +98,10 @@ fn main() -> ExitCode {
     };
 
     match cli.command {
-        Some(Command::Status { json }) => return show_status(&runtime, &loaded.config, json),
+        Some(Command::Status { json, hosts: true }) => {
+            return show_hosts(&runtime, &loaded.config, json)
+        }
+        Some(Command::Status { json, .. }) => return show_status(&runtime, &loaded.config, json),
         Some(Command::Reset { process }) => {
             return control_command(&runtime, &loaded.config, &process, Request::Reset)
         }
@@ -213,11 +219,40 @@ fn show_status(runtime: &tokio::runtime::Runtime, config: &Config, json: bool) -
             } else {
                 print!("{}", status::table(&rows));
                 println!("\n{source}");
+                match runtime.block_on(status::scope_line(config)) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => eprintln!("monitor_service: host scoping not shown: {e}"),
+                }
             }
             for r in remarks {
                 eprintln!("monitor_service: {r}");
             }
             code(0)
+        }
+        Err(e) => {
+            eprintln!("monitor_service: {e}");
+            code(exit::UNAVAILABLE)
+        }
+    }
+}
+
+/// `status --hosts`: every daemon in the hosts table, as a table or JSON.
+fn show_hosts(runtime: &tokio::runtime::Runtime, config: &Config, json: bool) -> ExitCode {
+    match runtime.block_on(status::hosts(config)) {
+        Ok(Some(rows)) if json => {
+            print!("{}", status::hosts_json(&rows));
+            code(0)
+        }
+        Ok(Some(rows)) => {
+            print!("{}", status::hosts_table(&rows));
+            code(0)
+        }
+        Ok(None) => {
+            eprintln!(
+                "monitor_service: the hosts table {} does not exist; create it with sql/setup.sql (or set [monitor] hosts_table)",
+                config.monitor.hosts_table
+            );
+            code(exit::UNAVAILABLE)
         }
         Err(e) => {
             eprintln!("monitor_service: {e}");

@@ -86,6 +86,8 @@ struct Inner {
     /// Signalled whenever the last procedure under way ends.
     idle: Notify,
     events: Arc<dyn Events>,
+    /// Host scoping for the breaker's re-checks (the sources filter their own triggers).
+    scope: std::sync::OnceLock<Arc<crate::scope::Scope>>,
 }
 
 /// The dispatcher; cheap to clone.
@@ -124,8 +126,14 @@ impl Pipeline {
                 stats: Stats::default(),
                 idle: Notify::new(),
                 events,
+                scope: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Host scoping: a breaker's re-check of a process that moved to another host is dropped.
+    pub fn limit_to(&self, scope: Arc<crate::scope::Scope>) {
+        let _ = self.inner.scope.set(scope);
     }
 
     /// Hands a trigger to its process's procedure: starts one, or coalesces into a re-check
@@ -135,6 +143,15 @@ impl Pipeline {
             return;
         }
         let id = trigger.process_id;
+        if trigger.source == TriggerSource::Breaker
+            && self.inner.scope.get().is_some_and(|s| !s.owns(id))
+        {
+            debug!(
+                process_id = id,
+                "breaker re-check of another host's process; left alone"
+            );
+            return;
+        }
         self.inner.events.trigger(id, trigger.source);
         {
             let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,6 +1,7 @@
 //! `monitor_service status`: processes, alarms, breaker states, silences and last notes, as a
 //! table or JSON; the state comes from the running daemon when it answers, else from the files
-//! in `state_dir`.
+//! in `state_dir`. Also the host-scoping line (rows no live daemon handles) and
+//! `status --hosts`: every daemon in the hosts table, stale ones marked.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,6 +11,8 @@ use mysql_async::prelude::Queryable;
 
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::hosts::{self, HostRow};
+use crate::scope::{self, Unowned};
 use crate::silence::{Silences, SILENCE_FILE};
 use crate::state::StateDir;
 use crate::supervisor::breaker::{self, Breaker, State};
@@ -165,6 +168,133 @@ pub async fn collect(config: &Config, saved: &Saved) -> Result<(Vec<Row>, Vec<St
     Ok((out, remarks))
 }
 
+fn read_err(what: &'static str) -> impl Fn(mysql_async::Error) -> DbError {
+    move |source| DbError::Query {
+        what,
+        source,
+        hint: "",
+    }
+}
+
+/// Counts the processes no live daemon handles (see [`scope::unowned`]); the live daemons come
+/// from the hosts table when it can be read.
+pub async fn count_unowned(db: &Db, config: &Config) -> Result<Unowned, DbError> {
+    let mut conn = db.conn().await?;
+    let live = hosts::live(&mut conn, &config.monitor.hosts_table)
+        .await
+        .ok()
+        .flatten();
+    scope::unowned(&mut conn, &config.monitor.host, live.as_ref())
+        .await
+        .map_err(read_err("counting the processes of no live daemon"))
+}
+
+/// The host-scoping line of `status`, e.g. `host web01: 2 process(es) with no host and 0 naming
+/// no live daemon are left alone`.
+pub async fn scope_line(config: &Config) -> Result<String, DbError> {
+    let db = Db::new(&config.database, &config.monitor.history_table);
+    let counted = count_unowned(&db, config).await;
+    db.close().await;
+    Ok(format!(
+        "host {}: {}",
+        config.monitor.host,
+        counted?.describe()
+    ))
+}
+
+/// Every row of the hosts table; `Ok(None)` when there is no such table.
+pub async fn hosts(config: &Config) -> Result<Option<Vec<HostRow>>, DbError> {
+    let db = Db::new(&config.database, &config.monitor.history_table);
+    let listed = match db.conn().await {
+        Ok(mut conn) => hosts::list(&mut conn, &config.monitor.hosts_table)
+            .await
+            .map_err(read_err("reading the hosts table")),
+        Err(e) => Err(e),
+    };
+    db.close().await;
+    listed
+}
+
+/// `status --hosts` as a table: one daemon per line, stale ones marked.
+pub fn hosts_table(rows: &[HostRow]) -> String {
+    let head = [
+        "HOST",
+        "STATE",
+        "VERSION",
+        "STARTED (UTC)",
+        "LAST SEEN (UTC)",
+        "BINLOG",
+        "LAG",
+        "BREAKERS OPEN",
+        "RUNNING",
+    ];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.host.escape_debug().to_string(),
+                if r.stale() {
+                    format!("stale ({}s)", r.age_seconds)
+                } else {
+                    "live".to_string()
+                },
+                r.version.escape_debug().to_string(),
+                r.started_at.clone(),
+                r.last_seen.clone(),
+                r.binlog_source
+                    .as_deref()
+                    .map_or_else(|| "sweeps only".into(), |b| b.escape_debug().to_string()),
+                r.binlog_lag.map_or_else(|| "-".into(), |l| format!("{l}s")),
+                r.breakers_open.to_string(),
+                r.procedures_running.to_string(),
+            ]
+        })
+        .collect();
+    let mut width = head.map(str::len);
+    for c in &cells {
+        for (w, s) in width.iter_mut().zip(c.iter()) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |c: Vec<&str>| {
+        let text: Vec<String> = c
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:<w$}", w = width[i]))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(head.to_vec());
+    for c in &cells {
+        line(c.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `status --hosts --json`: an array of objects, one per daemon.
+pub fn hosts_json(rows: &[HostRow]) -> String {
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"host\":{},\"version\":{},\"started_at\":{},\"last_seen\":{},\"age_seconds\":{},\"stale\":{},\"binlog_source\":{},\"binlog_lag\":{},\"breakers_open\":{},\"procedures_running\":{}}}",
+                json_str(&Some(r.host.clone())),
+                json_str(&Some(r.version.clone())),
+                json_str(&Some(r.started_at.clone())),
+                json_str(&Some(r.last_seen.clone())),
+                r.age_seconds,
+                r.stale(),
+                json_str(&r.binlog_source),
+                r.binlog_lag.map_or_else(|| "null".into(), |l| l.to_string()),
+                r.breakers_open,
+                r.procedures_running
+            )
+        })
+        .collect();
+    format!("[{}]\n", items.join(",\n "))
+}
+
 fn local(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Local>::from(t)
         .format("%Y-%m-%d %H:%M:%S")
@@ -247,26 +377,7 @@ pub fn table(rows: &[Row]) -> String {
 
 /// JSON: an array of objects, one per process.
 pub fn json(rows: &[Row]) -> String {
-    fn s(v: &Option<String>) -> String {
-        match v {
-            None => "null".into(),
-            Some(t) => {
-                let mut o = String::from("\"");
-                for c in t.chars() {
-                    match c {
-                        '"' => o.push_str("\\\""),
-                        '\\' => o.push_str("\\\\"),
-                        c if (c as u32) < 0x20 => {
-                            let _ = write!(o, "\\u{:04x}", c as u32);
-                        }
-                        c => o.push(c),
-                    }
-                }
-                o.push('"');
-                o
-            }
-        }
-    }
+    let s = json_str;
     let items: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -286,6 +397,28 @@ pub fn json(rows: &[Row]) -> String {
         })
         .collect();
     format!("[{}]\n", items.join(",\n "))
+}
+
+/// A JSON string (or `null`).
+fn json_str(v: &Option<String>) -> String {
+    match v {
+        None => "null".into(),
+        Some(t) => {
+            let mut o = String::from("\"");
+            for c in t.chars() {
+                match c {
+                    '"' => o.push_str("\\\""),
+                    '\\' => o.push_str("\\\\"),
+                    c if (c as u32) < 0x20 => {
+                        let _ = write!(o, "\\u{:04x}", c as u32);
+                    }
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +450,53 @@ mod tests {
         assert!(lines[0].contains("SILENCED"));
         assert!(lines[1].contains("until 2026-11-24 12:00:00"), "{t}");
         assert!(lines[1].contains("1 restarting"), "{t}");
+    }
+
+    fn host(name: &str, age: i64) -> HostRow {
+        HostRow {
+            host: name.into(),
+            version: "0.1.0".into(),
+            started_at: "2026-12-07 10:00:00".into(),
+            last_seen: "2026-12-07 10:00:10".into(),
+            age_seconds: age,
+            binlog_source: Some("db:3306".into()),
+            binlog_lag: Some(0),
+            breakers_open: 1,
+            procedures_running: 2,
+        }
+    }
+
+    #[test]
+    fn hosts_table_marks_stale_daemons() {
+        let t = hosts_table(&[host("alpha", 3), host("beta", 95)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("HOST"));
+        assert!(
+            lines[1].starts_with("alpha") && lines[1].contains("live"),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("beta") && lines[2].contains("stale (95s)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn hosts_json_has_the_stale_flag() {
+        let j = hosts_json(&[host("alpha", 3), host("beta", 95)]);
+        assert!(
+            j.contains(r#""host":"alpha""#) && j.contains(r#""stale":false"#),
+            "{j}"
+        );
+        assert!(
+            j.contains(r#""host":"beta""#) && j.contains(r#""stale":true"#),
+            "{j}"
+        );
+        assert!(
+            j.contains(r#""binlog_lag":0,"breakers_open":1,"procedures_running":2}"#),
+            "{j}"
+        );
     }
 
     #[test]

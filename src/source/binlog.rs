@@ -1,6 +1,7 @@
 //! Binlog source: follows the server's binary log as a replica and decodes the row events of
 //! `<database>.STATUS_PROCESS` into [`RowChange`]s. It only decodes; what a change means is
-//! decided by [`crate::pipeline::alarm_raised`].
+//! decided by [`crate::pipeline::alarm_raised`]. PROCESE's row events and DDL are decoded the
+//! same way and handed to a [`ProceseSink`] (host scoping, [`crate::scope`]).
 //!
 //! Also here: the start-up readiness check (log_bin, ROW format, privileges) with the fix for
 //! each problem, the saved position (file:pos at transaction ends, atomic writes), reconnects
@@ -28,6 +29,8 @@ use crate::state::StateDir;
 
 /// The table whose row events are followed.
 pub const TABLE: &str = "STATUS_PROCESS";
+/// The table whose row events are handed to a [`ProceseSink`] (host scoping).
+pub const PROCESE: &str = "PROCESE";
 /// Name of the position file in `state_dir`.
 pub const POSITION_FILE: &str = "binlog_position";
 /// Heartbeat the server is asked to send when the log is idle.
@@ -353,6 +356,18 @@ pub enum BinlogFatal {
     ServerIdClash { server_id: u32, message: String },
 }
 
+/// The pipeline side's view of PROCESE (host scoping): the stream hands it PROCESE's row
+/// changes and DDL in log order, and asks it whether an alarm raised for a process is this
+/// daemon's before sending the trigger.
+pub trait ProceseSink: Send + Sync {
+    /// A PROCESE row changed.
+    fn changed(&self, change: &RowChange);
+    /// PROCESE's definition changed (DDL).
+    fn redefined(&self);
+    /// Whether an alarm raised for `process_id` is this daemon's to handle.
+    fn wants(&self, process_id: i64) -> bool;
+}
+
 /// Where the stream starts and how to talk to the server.
 pub struct BinlogSource {
     pub db: DatabaseConfig,
@@ -360,6 +375,8 @@ pub struct BinlogSource {
     pub flavor: Flavor,
     pub state: StateDir,
     pub status: Arc<Mutex<Status>>,
+    /// Receives PROCESE's row events; `None`: PROCESE is not decoded, every alarm is wanted.
+    pub procese: Option<Arc<dyn ProceseSink>>,
 }
 
 /// Why one connection ended.
@@ -370,10 +387,10 @@ enum End {
     Fatal(BinlogFatal),
 }
 
-/// The column names of `STATUS_PROCESS`, in table order.
-async fn column_names(conn: &mut Conn) -> Result<Vec<String>, mysql_async::Error> {
+/// The column names of `table`, in table order.
+async fn column_names(conn: &mut Conn, table: &str) -> Result<Vec<String>, mysql_async::Error> {
     "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION"
-        .with((TABLE,))
+        .with((table,))
         .fetch(&mut *conn)
         .await
 }
@@ -494,10 +511,11 @@ impl BinlogSource {
             Ok(Err(e)) => return End::Lost(e.to_string()),
             Ok(Ok(c)) => c,
         };
-        let mut names = match column_names(&mut conn).await {
+        let mut names = match column_names(&mut conn, TABLE).await {
             Ok(n) => n,
             Err(e) => return End::Lost(format!("reading the columns of {TABLE}: {e}")),
         };
+        let mut procese = ProceseMap::default();
         if pos.file.is_empty() {
             match current_position(&mut conn).await {
                 Ok(Some(p)) => *pos = p,
@@ -583,7 +601,7 @@ impl BinlogSource {
                     // match: read the names again.
                     if !mapped_ids.contains(&id) || t.columns_count() as usize != names.len() {
                         if let Ok(mut c) = Conn::new(db::connect_opts(&self.db)).await {
-                            if let Ok(n) = column_names(&mut c).await {
+                            if let Ok(n) = column_names(&mut c, TABLE).await {
                                 names = n;
                             }
                             let _ = c.disconnect().await;
@@ -592,6 +610,27 @@ impl BinlogSource {
                         debug!(table_id = id, columns = ?names, "STATUS_PROCESS columns mapped");
                     }
                     table_id = Some(id);
+                }
+                EventData::TableMapEvent(t)
+                    if self.procese.is_some()
+                        && t.table_name() == PROCESE
+                        && t.database_name() == self.db.database.as_str() =>
+                {
+                    procese
+                        .map(&self.db, t.table_id(), t.columns_count() as usize)
+                        .await;
+                }
+                EventData::RowsEvent(rows)
+                    if Some(rows.table_id()) == procese.table_id && self.procese.is_some() =>
+                {
+                    let (Some(sink), Some(tme)) =
+                        (self.procese.as_ref(), stream.get_tme(rows.table_id()))
+                    else {
+                        continue;
+                    };
+                    for change in decode_changes(&rows, tme, &procese.names) {
+                        sink.changed(&change);
+                    }
                 }
                 EventData::RowsEvent(rows) if Some(rows.table_id()) == table_id => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {
@@ -619,7 +658,10 @@ impl BinlogSource {
                             before: before.map(|r| decode_row(r, &names)),
                             after: after.map(|r| decode_row(r, &names)),
                         };
-                        if let Some(id) = crate::pipeline::alarm_raised(&change) {
+                        let wanted = |id: i64| self.procese.as_ref().is_none_or(|s| s.wants(id));
+                        if let Some(id) =
+                            crate::pipeline::alarm_raised(&change).filter(|id| wanted(*id))
+                        {
                             triggers.push(Trigger {
                                 process_id: id,
                                 source: TriggerSource::Binlog,
@@ -659,6 +701,12 @@ impl BinlogSource {
                         // DDL on the table: map the columns again at the next TABLE_MAP.
                         mapped_ids.clear();
                     }
+                    if let Some(sink) = &self.procese {
+                        if mentions_procese(&sql) {
+                            procese.mapped_ids.clear();
+                            sink.redefined();
+                        }
+                    }
                 }
                 EventData::GtidEvent(g) => {
                     pos.gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
@@ -667,6 +715,70 @@ impl BinlogSource {
             }
         }
     }
+}
+
+/// PROCESE's table id and column names in the stream (host scoping).
+#[derive(Default)]
+struct ProceseMap {
+    table_id: Option<u64>,
+    mapped_ids: HashSet<u64>,
+    names: Vec<String>,
+}
+
+impl ProceseMap {
+    /// Takes a TABLE_MAP of PROCESE: reads the column names again for a new table id (DDL)
+    /// or a column count that does not match.
+    async fn map(&mut self, db: &DatabaseConfig, id: u64, columns: usize) {
+        if !self.mapped_ids.contains(&id) || columns != self.names.len() {
+            if let Ok(mut c) = Conn::new(db::connect_opts(db)).await {
+                if let Ok(n) = column_names(&mut c, PROCESE).await {
+                    self.names = n;
+                }
+                let _ = c.disconnect().await;
+            }
+            self.mapped_ids.insert(id);
+            debug!(table_id = id, columns = ?self.names, "PROCESE columns mapped");
+        }
+        self.table_id = Some(id);
+    }
+}
+
+/// The row changes of one rows event, decoded with `names`; undecodable rows are skipped.
+fn decode_changes(
+    rows: &RowsEventData<'_>,
+    tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+    names: &[String],
+) -> Vec<RowChange> {
+    let kind = match rows {
+        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => RowKind::Insert,
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => RowKind::Delete,
+        _ => RowKind::Update,
+    };
+    rows.rows(tme)
+        .filter_map(|row| match row {
+            Ok((before, after)) => Some(RowChange {
+                kind,
+                before: before.map(|r| decode_row(r, names)),
+                after: after.map(|r| decode_row(r, names)),
+            }),
+            Err(e) => {
+                error!(error = %e, "undecodable PROCESE row in the binlog; the next sweep re-reads the hosts");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Whether a statement names the PROCESE table (DDL such as `ALTER TABLE PROCESE ...`).
+fn mentions_procese(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    !upper.eq_ignore_ascii_case("BEGIN")
+        && upper.match_indices(PROCESE).any(|(i, _)| {
+            let before = upper[..i].chars().next_back();
+            let after = upper[i + PROCESE.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
 }
 
 /// Sorts a stream error into lost (retry), purged (start at the end) or fatal.
@@ -772,6 +884,21 @@ mod tests {
         assert_eq!(img.int("notes"), Some(12));
         assert_eq!(img.int("sound"), None);
         assert_eq!(img.int("missing"), None);
+    }
+
+    #[test]
+    fn procese_ddl_is_told_from_other_statements() {
+        assert!(mentions_procese(
+            "ALTER TABLE PROCESE ADD COLUMN host VARCHAR(255)"
+        ));
+        assert!(mentions_procese("alter table `procese` add key h (host)"));
+        assert!(!mentions_procese(
+            "ALTER TABLE STATUS_PROCESS ADD COLUMN x INT"
+        ));
+        assert!(!mentions_procese(
+            "ALTER TABLE PROCESE_OLD ADD COLUMN x INT"
+        ));
+        assert!(!mentions_procese("BEGIN"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The sweep: reads every raised alarm from STATUS_PROCESS, at start-up, every
-//! `check_interval`, and whenever another part asks (after a binlog reconnect).
+//! The sweep: reads every raised alarm of this daemon's processes from STATUS_PROCESS (host
+//! scoping filters in SQL, see [`crate::scope`]), at start-up, every `check_interval`, and
+//! whenever another part asks (after a binlog reconnect).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use tracing::debug;
 
 use super::{Trigger, TriggerSource};
 use crate::db::{Db, DbError};
+use crate::scope::Scope;
 
-/// One sweep: a trigger for each process whose alarm is raised.
-pub async fn sweep(db: &Db, source: TriggerSource) -> Result<Vec<Trigger>, DbError> {
-    let ids = db.observe(db.alarmed().await)?;
+/// One sweep: a trigger for each of this daemon's processes whose alarm is raised.
+pub async fn sweep(db: &Db, scope: &Scope, source: TriggerSource) -> Result<Vec<Trigger>, DbError> {
+    let ids = db.observe(scope.alarmed(db).await)?;
     debug!(alarms = ids.len(), trigger = %source, "sweep done");
     Ok(ids
         .into_iter()
@@ -27,6 +29,7 @@ pub async fn sweep(db: &Db, source: TriggerSource) -> Result<Vec<Trigger>, DbErr
 /// database is unreachable it retries with exponential backoff (jittered, at most `interval`).
 pub async fn run(
     db: Arc<Db>,
+    scope: Arc<Scope>,
     interval: Duration,
     kick: Arc<Notify>,
     tx: mpsc::Sender<Trigger>,
@@ -48,7 +51,7 @@ pub async fn run(
             _ = kick.notified() => {}
             _ = token.cancelled() => return,
         }
-        match sweep(&db, TriggerSource::Sweep).await {
+        match sweep(&db, &scope, TriggerSource::Sweep).await {
             Ok(triggers) => {
                 backoff = retry();
                 next = Instant::now() + interval;

@@ -11,6 +11,7 @@ mod commands;
 mod controls;
 mod database;
 mod faults;
+mod fleet;
 mod harness;
 mod hostile;
 mod lifecycle;
