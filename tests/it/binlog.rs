@@ -189,9 +189,7 @@ async fn column_added_first_while_running_still_maps_to_the_right_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_killed_and_restarted_alarms_are_handled_after() {
-    let Some(server) = OwnServer::start("kill") else {
-        return;
-    };
+    let server = OwnServer::start("kill");
     let db = server.db().await;
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
@@ -235,9 +233,7 @@ async fn server_killed_and_restarted_alarms_are_handled_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purged_saved_position_warns_and_still_handles_the_alarm() {
-    let Some(server) = OwnServer::start("purge") else {
-        return;
-    };
+    let server = OwnServer::start("purge");
     let db = server.db().await;
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
@@ -281,9 +277,7 @@ async fn purged_saved_position_warns_and_still_handles_the_alarm() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_binlog_format_auto_warns_once_and_sweeps_on_refuses() {
-    let Some(server) = OwnServer::start("mixed") else {
-        return;
-    };
+    let server = OwnServer::start("mixed");
     let db = server.db().await;
     db.exec("SET GLOBAL binlog_format = 'MIXED'").await;
     let s = Scratch::new();
@@ -387,9 +381,7 @@ async fn two_daemons_with_one_server_id_give_a_clear_error_not_a_loop() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn minimal_row_images_still_trigger_through_the_binlog() {
-    let Some(server) = OwnServer::start("minimal") else {
-        return;
-    };
+    let server = OwnServer::start("minimal");
     let db = server.db().await;
     db.exec("SET GLOBAL binlog_row_image = 'MINIMAL'").await;
     let s = Scratch::new();
