@@ -246,7 +246,7 @@ async fn purged_saved_position_warns_and_still_handles_the_alarm() {
 
     db.exec("FLUSH BINARY LOGS").await;
     db.exec("FLUSH BINARY LOGS").await;
-    let current = db.query_strings("SHOW MASTER STATUS").await;
+    let current = db.binlog_status().await;
     let saved_file = saved.split_whitespace().next().unwrap().to_string();
     // The server keeps a file a (just stopped) replica still reads: purge until it is gone.
     let mut purged = false;

@@ -314,6 +314,22 @@ impl TestDb {
             .collect()
     }
 
+    /// The server's current binlog file (first column of `SHOW BINARY LOG STATUS` on MySQL
+    /// 8.2+, of `SHOW MASTER STATUS` on MariaDB and older MySQL).
+    pub async fn binlog_status(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let rows: Vec<mysql_async::Row> = match conn.query("SHOW BINARY LOG STATUS").await {
+            Ok(rows) => rows,
+            Err(_) => conn
+                .query("SHOW MASTER STATUS")
+                .await
+                .unwrap_or_else(|e| panic!("binlog status in {}: {e}", self.name)),
+        };
+        rows.into_iter()
+            .map(|r| r.get::<String, usize>(0).unwrap_or_default())
+            .collect()
+    }
+
     /// Drops the database and closes the pool (best effort).
     pub async fn drop_db(self) {
         if let Ok(mut conn) = self.pool.get_conn().await {

@@ -28,6 +28,16 @@ pub fn flavor() -> String {
         .unwrap_or_else(|| "mariadb".to_string())
 }
 
+/// The command-line client of the suite's flavour, as a shell command: MariaDB's `mariadb`, or
+/// the Oracle `mysql` client unpacked beside the MySQL server (run through its loader).
+pub fn native_client() -> String {
+    if flavor() == "mysql" {
+        format!("'{}' run mysql", repo().join("scripts/mysql-sid.sh").display())
+    } else {
+        "mariadb".to_string()
+    }
+}
+
 fn try_testdb(dir: &Path, action: &str) -> Option<String> {
     let out = Command::new("bash")
         .arg(repo().join("scripts/testdb.sh"))
