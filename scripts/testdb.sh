@@ -259,6 +259,7 @@ log-bin = mysql-bin
 binlog-format = ROW
 binlog-row-image = FULL
 server-id = 1
+innodb-redo-log-capacity = 16M
 gtid-mode = ON
 enforce-gtid-consistency = ON
 # Durability a test server does not need (like MariaDB's defaults).
@@ -270,16 +271,31 @@ CNF
   fi
 }
 
-# Initialises the MySQL data dir (no binlog, no GTIDs while doing so).
+# Initialises the MySQL data dir: a copy of a data dir initialised once per
+# MySQL version (no binlog, no GTIDs while doing so) and kept beside the
+# unpacked server, minus auto.cnf, so each server gets its own server_uuid.
 init_mysql() {
   mysql_cnf
-  if ! "$script_dir/mysql-sid.sh" run mysqld --defaults-file="$state_dir/my.cnf" \
-    --initialize-insecure --skip-log-bin --gtid-mode=OFF --enforce-gtid-consistency=OFF \
-    --log-error="$state_dir/install.log" >>"$state_dir/install.log" 2>&1; then
-    cat "$state_dir/install.log" >&2
-    log "testdb: mysqld --initialize-insecure failed"
-    exit 1
-  fi
+  local cache template
+  cache="$(dirname "$("$script_dir/mysql-sid.sh" root)")"
+  template="$cache/datadir-$(cat "$cache/root/.version")"
+  (
+    exec 7>"$template.lock"
+    flock 7
+    [ -d "$template" ] && exit 0
+    rm -rf "$template.tmp"
+    if ! "$script_dir/mysql-sid.sh" run mysqld --defaults-file="$state_dir/my.cnf" \
+      --initialize-insecure --skip-log-bin --gtid-mode=OFF --enforce-gtid-consistency=OFF \
+      --datadir="$template.tmp" --log-error="$state_dir/install.log" \
+      >>"$state_dir/install.log" 2>&1; then
+      cat "$state_dir/install.log" >&2
+      log "testdb: mysqld --initialize-insecure failed"
+      exit 1
+    fi
+    rm -f "$template.tmp/auto.cnf"
+    mv "$template.tmp" "$template"
+  ) 7>&- || exit 1
+  cp -a --reflink=auto "$template" "$state_dir/data"
 }
 
 mysql_argv() {
