@@ -89,6 +89,8 @@ download() {
     tail -n 20 "$cache_dir/apt/download.log" >&2
     return 3
   fi
+  # The package lists (63 MB) are not needed once the .debs are here.
+  rm -rf "$cache_dir/apt/lists"
 }
 
 unpack() {

@@ -2,8 +2,10 @@
 //!
 //! The server comes from `MONITOR_TEST_DB_URL` (`mysql://user[:pass]@host:port`,
 //! optional `MONITOR_TEST_DB_SOCKET`); when it is unset, the first `TestDb` of
-//! the test process runs `scripts/testdb.sh start` (a throwaway MariaDB under
-//! `target/testdb`, reused by later runs; `scripts/testdb.sh stop` ends it).
+//! the test process runs `scripts/testdb.sh start` (a throwaway server of
+//! `MONITOR_TESTDB_FLAVOR`, MariaDB by default, under `target/testdb`, reused by
+//! later runs; `scripts/testdb.sh stop` ends it). Its account has a password, and
+//! nothing here logs in as root or over the socket.
 //! Each `TestDb` creates `msit_<pid>_<counter>_<rand>` with the schema part of
 //! `sql/setup.sql` (everything before `-- @@end-of-schema`).
 
