@@ -72,18 +72,20 @@ recorded_pid() {
 }
 
 # True when pid is a live (not zombie) server of ours: a recycled pid is not.
-# MySQL runs through its loader, so the command line names it, not the comm.
+# Its comm is mariadbd, or ld-linux-x86-64 for MySQL (run through its loader);
+# just after the start it may still be setsid or nohup, whose command line
+# names the server.
 pid_alive() {
   local pid="$1" stat state cmd
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
   [ -r "/proc/$pid/stat" ] || return 0
   stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
-  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
   case "$stat" in
-  *"(mariadbd) "*) ;;
+  *"(mariadbd) "* | *"(ld-linux-x86-64) "*) ;;
   *)
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
     case "$cmd" in
-    */usr/sbin/mysqld" "*) ;;
+    *mariadbd" "* | */usr/sbin/mysqld" "*) ;;
     *) return 1 ;;
     esac
     ;;
