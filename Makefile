@@ -1,4 +1,5 @@
 # make test   fmt check, clippy and all tests (throwaway MariaDB; scripts/test.sh);
+#             on Oracle MySQL (Debian sid's, fetched into target/mysql-sid): make test FLAVOR=mysql
 #             extra cargo test args: make test ARGS="-- --nocapture"
 # make demo   the daemon against a throwaway MariaDB and three demo processes
 # make build  release build: target/release/monitor_service
@@ -8,8 +9,10 @@
 #             (target/ is $CARGO_TARGET_DIR when set; README.md, Packages)
 .PHONY: test demo build fmt clippy rpm deb packages check-packages
 
+FLAVOR ?= $(or $(MONITOR_TESTDB_FLAVOR),mariadb)
+
 test:
-	scripts/test.sh $(ARGS)
+	MONITOR_TESTDB_FLAVOR=$(FLAVOR) scripts/test.sh $(ARGS)
 
 demo:
 	scripts/demo.sh

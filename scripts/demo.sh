@@ -100,7 +100,7 @@ GRANT SELECT ON v_process_monitor.PROCESE TO 'monitor'@'127.0.0.1';
 GRANT SELECT, UPDATE ON v_process_monitor.STATUS_PROCESS TO 'monitor'@'127.0.0.1';
 GRANT SELECT, INSERT ON v_process_monitor.RESTART_HISTORY TO 'monitor'@'127.0.0.1';
 GRANT SELECT, INSERT, UPDATE ON v_process_monitor.MONITOR_HOSTS TO 'monitor'@'127.0.0.1';
-GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'monitor'@'127.0.0.1';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT /*M!100502 , BINLOG MONITOR */ ON *.* TO 'monitor'@'127.0.0.1';
 SQL
   echo "USE v_process_monitor;"
   i=1

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# A throwaway MariaDB with the binary log on (ROW, FULL), for tests and demos.
-# No systemd, no docker: a private data dir and a free port on 127.0.0.1.
+# A throwaway MariaDB or Oracle MySQL with the binary log on (ROW, FULL), for
+# tests and demos. No systemd, no docker: a private data dir and a free port on
+# 127.0.0.1.
+#
+#   MONITOR_TESTDB_FLAVOR=mariadb (default) or mysql: which server. MySQL is
+#   Debian sid's Oracle MySQL, fetched once and run from target/ through its own
+#   loader (scripts/mysql-sid.sh); GTIDs on. Exit 3 when it cannot be fetched.
 #
 #   scripts/testdb.sh start    start it (or reuse the running one); prints
 #                              `export MONITOR_TEST_DB_URL=...` lines, so:
@@ -10,9 +15,11 @@
 #   scripts/testdb.sh stop     shut it down and delete its state dir
 #
 # State dir: $MONITOR_TESTDB_DIR, default <repo>/target/testdb (data dir,
-# socket, pid, port, error log). Progress messages go to stderr.
-# The server accepts root without a password on its socket and on
-# 127.0.0.1 only; never point this at a real data dir.
+# socket, pid, port, flavor, password, error log). Progress messages go to stderr.
+# The tests' account is `msit` with a random password (in the printed URL; all
+# privileges, from any host); the script itself administers the server as root
+# without a password over its socket only. Listens on 127.0.0.1 only; never
+# point this at a real data dir.
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +29,15 @@ repo_dir="$(cd "$script_dir/.." && pwd)"
 
 state_dir="${MONITOR_TESTDB_DIR:-$repo_dir/target/testdb}"
 marker="$state_dir/.monitor-testdb"
+flavor="${MONITOR_TESTDB_FLAVOR:-mariadb}"
+case "$flavor" in
+mariadb | mysql) ;;
+*)
+  log "testdb: MONITOR_TESTDB_FLAVOR=$flavor: use mariadb or mysql"
+  exit 2
+  ;;
+esac
+test_user=msit
 start_timeout=30
 stop_timeout=15
 
@@ -55,27 +71,54 @@ recorded_pid() {
   [ -f "$state_dir/pid" ] && cat "$state_dir/pid" 2>/dev/null || true
 }
 
-# True when pid is a live (not zombie) mariadbd: a recycled pid is not ours.
+# True when pid is a live (not zombie) server of ours: a recycled pid is not.
+# Its comm is mariadbd, or ld-linux-x86-64 for MySQL (run through its loader);
+# just after the start it may still be setsid or nohup, whose command line
+# names the server.
 pid_alive() {
-  local pid="$1" stat
+  local pid="$1" stat state cmd
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
   [ -r "/proc/$pid/stat" ] || return 0
   stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
   case "$stat" in
-  *"(mariadbd) "[!Z]*) return 0 ;;
-  # A zombie leader whose other threads still run is still shutting down.
-  *"(mariadbd) Z"*)
+  *"(mariadbd) "* | *"(ld-linux-x86-64) "*) ;;
+  *)
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    case "$cmd" in
+    *mariadbd" "* | */usr/sbin/mysqld" "*) ;;
+    *) return 1 ;;
+    esac
+    ;;
+  esac
+  state="${stat##*) }"
+  case "$state" in
+  Z*)
+    # A zombie leader whose other threads still run is still shutting down.
     local tasks=("/proc/$pid/task/"*)
     [ "${#tasks[@]}" -gt 1 ]
     ;;
-  *) return 1 ;;
+  *) return 0 ;;
   esac
 }
 
-answers() {
+# The flavour of the recorded server (the one asked for when none is recorded).
+recorded_flavor() {
+  cat "$state_dir/flavor" 2>/dev/null || echo "$flavor"
+}
+
+# The admin client (root over the socket) for the recorded server.
+admin() {
   local sock="$1"
-  mariadb --no-defaults -uroot --socket="$sock" --connect-timeout=2 \
-    -e 'select 1' >/dev/null 2>&1
+  shift
+  if [ "$(recorded_flavor)" = mysql ]; then
+    "$script_dir/mysql-sid.sh" run mysql --no-defaults -uroot --socket="$sock" "$@"
+  else
+    mariadb --no-defaults -uroot --socket="$sock" "$@"
+  fi
+}
+
+answers() {
+  admin "$1" --connect-timeout=2 -e 'select 1' >/dev/null 2>&1
 }
 
 # True when the recorded server is alive and answers.
@@ -89,8 +132,10 @@ print_env() {
   local port sock
   port="$(cat "$state_dir/port")"
   sock="$(cat "$state_dir/socket")"
-  printf "export MONITOR_TEST_DB_URL='mysql://root@127.0.0.1:%s'\n" "$port"
+  printf "export MONITOR_TEST_DB_URL='mysql://%s:%s@127.0.0.1:%s'\n" \
+    "$test_user" "$(cat "$state_dir/password")" "$port"
   printf "export MONITOR_TEST_DB_SOCKET='%s'\n" "$sock"
+  printf "export MONITOR_TESTDB_FLAVOR='%s'\n" "$(recorded_flavor)"
 }
 
 free_port() {
@@ -142,14 +187,14 @@ kill_server() {
   local pid
   pid="$(recorded_pid)"
   pid_alive "$pid" || return 0
-  log "testdb: stopping mariadbd (pid $pid)"
+  log "testdb: stopping $(recorded_flavor) (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   local i
   for ((i = 0; i < stop_timeout * 10; i++)); do
     pid_alive "$pid" || return 0
     sleep 0.1
   done
-  log "testdb: mariadbd did not stop within ${stop_timeout}s; SIGKILL"
+  log "testdb: $(recorded_flavor) did not stop within ${stop_timeout}s; SIGKILL"
   kill -KILL "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do
     pid_alive "$pid" || return 0
@@ -157,14 +202,134 @@ kill_server() {
   done
 }
 
-start_server() {
+# Initialises the MariaDB data dir.
+init_mariadb() {
   if ! have_mariadbd; then
     log "testdb: mariadbd not found. Install it with:"
     log "  apt-get install -y mariadb-server mariadb-client"
     exit 1
   fi
+  if ! mariadb-install-db --no-defaults --datadir="$state_dir/data" "${user_args[@]}" \
+    --auth-root-authentication-method=normal --skip-test-db \
+    >"$state_dir/install.log" 2>&1; then
+    cat "$state_dir/install.log" >&2
+    log "testdb: mariadb-install-db failed"
+    exit 1
+  fi
+}
+
+# The MariaDB server command line (port and socket as arguments).
+mariadb_argv() {
+  server_argv=("$(mariadbd_bin)" --no-defaults
+    --datadir="$state_dir/data"
+    --port="$1" --bind-address=127.0.0.1
+    --socket="$2"
+    --pid-file="$state_dir/server.pid"
+    --log-error="$state_dir/error.log"
+    --log-bin=mysql-bin --binlog-format=ROW --binlog-row-image=FULL
+    --server-id=1
+    "${user_args[@]}"
+    --skip-name-resolve
+    --innodb-log-file-size=8M
+    --max-connections=500)
+}
+
+# Writes my.cnf for the unpacked MySQL (fetched first when needed).
+mysql_cnf() {
+  local root rc=0
+  root="$("$script_dir/mysql-sid.sh" fetch)" || rc=$?
+  if [ "$rc" != 0 ]; then
+    log "testdb: Oracle MySQL is not available (scripts/mysql-sid.sh fetch failed, exit $rc)"
+    exit 3
+  fi
+  mkdir -p "$state_dir/files"
+  cat >"$state_dir/my.cnf" <<CNF
+[mysqld]
+basedir = $root/usr
+lc-messages-dir = $root/usr/share/mysql
+character-sets-dir = $root/usr/share/mysql/charsets
+plugin-dir = $root/usr/lib/mysql/plugin
+datadir = $state_dir/data
+secure-file-priv = $state_dir/files
+pid-file = $state_dir/server.pid
+log-error = $state_dir/error.log
+bind-address = 127.0.0.1
+mysqlx = OFF
+skip-name-resolve
+max-connections = 500
+log-bin = mysql-bin
+binlog-format = ROW
+binlog-row-image = FULL
+server-id = 1
+innodb-redo-log-capacity = 16M
+gtid-mode = ON
+enforce-gtid-consistency = ON
+# Durability a test server does not need (like MariaDB's defaults).
+sync-binlog = 0
+innodb-flush-log-at-trx-commit = 2
+CNF
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "user = root" >>"$state_dir/my.cnf"
+  fi
+}
+
+# Initialises the MySQL data dir: a copy of a data dir initialised once per
+# MySQL version (no binlog, no GTIDs while doing so) and kept beside the
+# unpacked server, minus auto.cnf, so each server gets its own server_uuid.
+init_mysql() {
+  mysql_cnf
+  local cache template
+  cache="$(dirname "$("$script_dir/mysql-sid.sh" root)")"
+  template="$cache/datadir-$(cat "$cache/root/.version")"
+  (
+    exec 7>"$template.lock"
+    flock 7
+    [ -d "$template" ] && exit 0
+    rm -rf "$template.tmp"
+    if ! "$script_dir/mysql-sid.sh" run mysqld --defaults-file="$state_dir/my.cnf" \
+      --initialize-insecure --skip-log-bin --gtid-mode=OFF --enforce-gtid-consistency=OFF \
+      --datadir="$template.tmp" --log-error="$state_dir/install.log" \
+      >>"$state_dir/install.log" 2>&1; then
+      cat "$state_dir/install.log" >&2
+      log "testdb: mysqld --initialize-insecure failed"
+      exit 1
+    fi
+    rm -f "$template.tmp/auto.cnf"
+    mv "$template.tmp" "$template"
+  ) 7>&- || exit 1
+  cp -a --reflink=auto "$template" "$state_dir/data"
+}
+
+mysql_argv() {
+  local root
+  root="$("$script_dir/mysql-sid.sh" root)"
+  server_argv=("$root/usr/lib64/ld-linux-x86-64.so.2"
+    --library-path "$root/usr/lib/x86_64-linux-gnu"
+    "$root/usr/sbin/mysqld" --defaults-file="$state_dir/my.cnf"
+    --port="$1" --socket="$2")
+}
+
+# The tests' account: a random password, every privilege, from anywhere.
+# Then FLUSH PRIVILEGES, so its first login is a full authentication.
+create_test_user() {
+  local sock="$1" pw
+  pw="msit-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  (umask 077 && echo "$pw" >"$state_dir/password")
+  admin "$sock" -e "
+    DROP USER IF EXISTS ''@'localhost';
+    CREATE USER '$test_user'@'%' IDENTIFIED BY '$pw';
+    GRANT ALL PRIVILEGES ON *.* TO '$test_user'@'%' WITH GRANT OPTION;
+    FLUSH PRIVILEGES;"
+}
+
+start_server() {
   if running; then
-    log "testdb: reusing the server on port $(cat "$state_dir/port") ($state_dir)"
+    if [ "$(recorded_flavor)" != "$flavor" ]; then
+      log "testdb: a $(recorded_flavor) server runs in $state_dir, not $flavor; stop it first:"
+      log "  MONITOR_TESTDB_DIR=$state_dir $0 stop"
+      exit 1
+    fi
+    log "testdb: reusing the $flavor server on port $(cat "$state_dir/port") ($state_dir)"
     print_env
     return
   fi
@@ -175,22 +340,17 @@ start_server() {
     remove_state
   fi
 
-  local t0 user_args=()
+  local t0
   t0="$(date +%s.%N)"
   mkdir -p "$state_dir"
   touch "$marker"
+  echo "$flavor" >"$state_dir/flavor"
+  user_args=()
   if [ "$(id -u)" -eq 0 ]; then
     user_args=(--user=root)
   fi
-  local datadir="$state_dir/data"
-  log "testdb: initialising $datadir"
-  if ! mariadb-install-db --no-defaults --datadir="$datadir" "${user_args[@]}" \
-    --auth-root-authentication-method=normal --skip-test-db \
-    >"$state_dir/install.log" 2>&1; then
-    cat "$state_dir/install.log" >&2
-    log "testdb: mariadb-install-db failed"
-    exit 1
-  fi
+  log "testdb: initialising $state_dir/data ($flavor)"
+  "init_$flavor"
 
   local sock port pid attempt
   sock="$(socket_path)"
@@ -199,20 +359,10 @@ start_server() {
     port="$(free_port)"
     echo "$port" >"$state_dir/port"
     : >"$state_dir/error.log"
-    log "testdb: starting mariadbd on 127.0.0.1:$port"
-    setsid nohup "$(mariadbd_bin)" --no-defaults \
-      --datadir="$datadir" \
-      --port="$port" --bind-address=127.0.0.1 \
-      --socket="$sock" \
-      --pid-file="$state_dir/mariadbd.pid" \
-      --log-error="$state_dir/error.log" \
-      --log-bin=mysql-bin --binlog-format=ROW --binlog-row-image=FULL \
-      --server-id=1 \
-      "${user_args[@]}" \
-      --skip-name-resolve \
-      --innodb-log-file-size=8M \
-      --max-connections=500 \
-      </dev/null >>"$state_dir/stdout.log" 2>&1 9>&- &
+    "${flavor}_argv" "$port" "$sock"
+    log "testdb: starting $flavor on 127.0.0.1:$port"
+    setsid nohup "${server_argv[@]}" \
+      </dev/null >>"$state_dir/stdout.log" 2>&1 9>&- 8>&- &
     pid=$!
     echo "$pid" >"$state_dir/pid"
 
@@ -235,15 +385,16 @@ start_server() {
       log "testdb: port $port was taken meanwhile; trying another"
       continue
     fi
-    log "testdb: mariadbd did not answer within ${start_timeout}s; error log:"
+    log "testdb: $flavor did not answer within ${start_timeout}s; error log:"
     cat "$state_dir/error.log" "$state_dir/stdout.log" >&2 || true
     kill_server
     exit 1
   done
+  create_test_user "$sock"
 
   local t1
   t1="$(date +%s.%N)"
-  log "testdb: ready on 127.0.0.1:$port, socket $sock ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s)"
+  log "testdb: $flavor ready on 127.0.0.1:$port, socket $sock ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s)"
   print_env
 }
 

@@ -124,10 +124,12 @@ GRANT SELECT, INSERT, UPDATE ON v_process_monitor.MONITOR_HOSTS TO 'monitor'@'lo
 -- never restart a process twice) needs no grant.
 
 -- Binlog tailing: REPLICATION SLAVE to register as a replica and read the
--- stream; BINLOG MONITOR for SHOW MASTER STATUS / SHOW BINLOG STATUS.
--- On MySQL, BINLOG MONITOR does not exist: use REPLICATION CLIENT instead:
---     GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'monitor'@'localhost';
-GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'monitor'@'localhost';
+-- stream, and the privilege for the binlog status (SHOW BINARY LOG STATUS,
+-- SHOW MASTER STATUS): REPLICATION CLIENT on MySQL and MariaDB before 10.5,
+-- BINLOG MONITOR on MariaDB 10.5+ (where REPLICATION CLIENT is its old name).
+-- The same line runs on all of them: `/*M!100502 ... */` is executed by
+-- MariaDB 10.5.2+ only and is a plain comment for MySQL.
+GRANT REPLICATION SLAVE, REPLICATION CLIENT /*M!100502 , BINLOG MONITOR */ ON *.* TO 'monitor'@'localhost';
 
 -- The daemon also reads information_schema.COLUMNS (column order for the
 -- binlog rows, the real length of notes). No grant is needed: every account

@@ -1,10 +1,9 @@
 //! The binlog source against a real server: latency, multi-row events, server crashes, purged
 //! positions, a server that cannot serve the binlog, DDL while running, server_id clashes.
 
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::bin::BinDaemon;
 use crate::common::daemon::{eventually, read_lines, Daemon, Scratch};
 use crate::common::db::TestDb;
 use crate::common::server::OwnServer;
@@ -16,35 +15,6 @@ const SERVICE: &str =
 async fn connected(s: &Scratch) -> bool {
     let f = s.path("state/binlog_position");
     eventually(Duration::from_secs(15), || f.exists()).await
-}
-
-fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(["-c", config.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
-fn stop(mut child: Child) -> ExitStatus {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    child.wait().unwrap()
 }
 
 fn log_of(s: &Scratch) -> String {
@@ -71,21 +41,21 @@ async fn on_refuses_auto_sweeps(s: &Scratch, db: &TestDb) -> (String, String) {
     )
     .unwrap();
 
-    let mut child = spawn(&s.path("on.ini"));
-    let status = wait_exit(&mut child, Duration::from_secs(20))
+    let mut child = BinDaemon::beside(&s.path("on.ini"));
+    let status = child
+        .wait_exit(Duration::from_secs(20))
         .await
         .expect("binlog = on must exit");
     assert_eq!(status.code(), Some(69));
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = child.stderr_text();
 
     std::fs::remove_file(s.path("monitor_service.log")).unwrap();
-    let child = spawn(&s.path("auto.ini"));
+    let child = BinDaemon::beside(&s.path("auto.ini"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     db.set_alarm(1).await;
     assert!(db.wait_cleared(1, Duration::from_secs(10)).await);
     tokio::time::sleep(Duration::from_millis(1200)).await; // a few more sweeps
-    assert_eq!(stop(child).code(), Some(0));
+    assert_eq!(child.stop().await.code(), Some(0));
     (err, log_of(s))
 }
 
@@ -189,9 +159,7 @@ async fn column_added_first_while_running_still_maps_to_the_right_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_killed_and_restarted_alarms_are_handled_after() {
-    let Some(server) = OwnServer::start("kill") else {
-        return;
-    };
+    let server = OwnServer::start("kill");
     let db = server.db().await;
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
@@ -235,22 +203,20 @@ async fn server_killed_and_restarted_alarms_are_handled_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purged_saved_position_warns_and_still_handles_the_alarm() {
-    let Some(server) = OwnServer::start("purge") else {
-        return;
-    };
+    let server = OwnServer::start("purge");
     let db = server.db().await;
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
     db.add_process(1, "svc1").await;
     std::fs::write(s.path("c.ini"), s.config_text(&db, SERVICE)).unwrap();
-    let child = spawn(&s.path("c.ini"));
+    let child = BinDaemon::beside(&s.path("c.ini"));
     assert!(connected(&s).await);
-    assert_eq!(stop(child).code(), Some(0));
+    assert_eq!(child.stop().await.code(), Some(0));
     let saved = std::fs::read_to_string(s.path("state/binlog_position")).unwrap();
 
     db.exec("FLUSH BINARY LOGS").await;
     db.exec("FLUSH BINARY LOGS").await;
-    let current = db.query_strings("SHOW MASTER STATUS").await;
+    let current = db.binlog_status().await;
     let saved_file = saved.split_whitespace().next().unwrap().to_string();
     // The server keeps a file a (just stopped) replica still reads: purge until it is gone.
     let mut purged = false;
@@ -270,10 +236,10 @@ async fn purged_saved_position_warns_and_still_handles_the_alarm() {
     assert!(purged, "{saved_file} could not be purged");
     db.set_alarm(1).await;
 
-    let child = spawn(&s.path("c.ini"));
+    let child = BinDaemon::beside(&s.path("c.ini"));
     assert!(db.wait_cleared(1, Duration::from_secs(20)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stop(child).code(), Some(0));
+    assert_eq!(child.stop().await.code(), Some(0));
     let log = log_of(&s);
     assert!(log.contains("no longer on the server"), "{saved}\n{log}");
     assert!(log.contains("[WARNING]"), "{log}");
@@ -281,9 +247,7 @@ async fn purged_saved_position_warns_and_still_handles_the_alarm() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_binlog_format_auto_warns_once_and_sweeps_on_refuses() {
-    let Some(server) = OwnServer::start("mixed") else {
-        return;
-    };
+    let server = OwnServer::start("mixed");
     let db = server.db().await;
     db.exec("SET GLOBAL binlog_format = 'MIXED'").await;
     let s = Scratch::new();
@@ -348,16 +312,16 @@ async fn two_daemons_with_one_server_id_give_a_clear_error_not_a_loop() {
             .join("\n");
         std::fs::write(s.path("c.ini"), text).unwrap();
     }
-    let mut first = spawn(&s1.path("c.ini"));
+    let mut first = BinDaemon::beside(&s1.path("c.ini"));
     assert!(connected(&s1).await);
-    let mut second = spawn(&s2.path("c.ini"));
+    let mut second = BinDaemon::beside(&s2.path("c.ini"));
     // One of them gives up with a clear message; the other keeps following the binlog.
     let end = Instant::now() + Duration::from_secs(20);
     let (loser, winner) = loop {
-        if let Some(st) = first.try_wait().unwrap() {
+        if let Some(st) = first.child.try_wait().unwrap() {
             break ((st, first, &s1), (second, &s2));
         }
-        if let Some(st) = second.try_wait().unwrap() {
+        if let Some(st) = second.child.try_wait().unwrap() {
             break ((st, second, &s2), (first, &s1));
         }
         assert!(
@@ -366,30 +330,23 @@ async fn two_daemons_with_one_server_id_give_a_clear_error_not_a_loop() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let (status, mut child, ls) = loser;
+    let (status, child, ls) = loser;
     assert_eq!(status.code(), Some(69));
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = child.stderr_text();
     assert!(err.contains("server_id 777001"), "{err}");
     assert!(err.contains("set [monitor] server_id"), "{err}");
     let reconnects = log_of(ls).matches("binlog connected").count();
     assert!(reconnects <= 2, "looped: {reconnects} connects");
-    let (winner, _) = winner;
+    let (mut winner, _) = winner;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut winner = winner;
-    assert!(
-        winner.try_wait().unwrap().is_none(),
-        "the other daemon keeps running"
-    );
-    assert_eq!(stop(winner).code(), Some(0));
+    assert!(winner.running(), "the other daemon keeps running");
+    assert_eq!(winner.stop().await.code(), Some(0));
     db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn minimal_row_images_still_trigger_through_the_binlog() {
-    let Some(server) = OwnServer::start("minimal") else {
-        return;
-    };
+    let server = OwnServer::start("minimal");
     let db = server.db().await;
     db.exec("SET GLOBAL binlog_row_image = 'MINIMAL'").await;
     let s = Scratch::new();

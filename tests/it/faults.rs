@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::common::bin::BinDaemon;
@@ -83,10 +82,6 @@ async fn all_cleared(url: &str, timeout: Duration) -> bool {
     false
 }
 
-fn signal(pid: i32, sig: Signal) {
-    let _ = kill(Pid::from_raw(pid), sig);
-}
-
 /// Each line of the recorder as a name, with how often it appears.
 fn tally(lines: &[String]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
@@ -96,31 +91,12 @@ fn tally(lines: &[String]) -> BTreeMap<String, usize> {
     m
 }
 
-/// The real binary with `config`, stderr to `stderr`, extra environment.
-fn spawn(config: &Path, stderr: &Path, env: &[(&str, &Path)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor_service"));
-    cmd.arg("-c")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(stderr).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
 /// 1. The server is SIGKILLed and restarted three times while alarms are raised (30 in all,
 /// each on its own process): every alarm is handled exactly once, the daemon never exits, and
 /// the log says each outage and recovery once.
 #[tokio::test(flavor = "multi_thread")]
 async fn database_killed_three_times_every_alarm_handled_exactly_once() {
-    let Some(server) = OwnServer::start("faultkill") else {
-        return;
-    };
+    let server = OwnServer::start("faultkill");
     let db = server.db().await;
     let url = db.url.clone();
     let s = Scratch::new();
@@ -294,12 +270,10 @@ async fn database_unreachable_at_startup_ready_only_once_reached() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let mut child = spawn(
-        &s.path("c.ini"),
-        &s.path("stderr"),
-        &[("NOTIFY_SOCKET", sock_path.as_path())],
-    );
     let log = s.path("monitor_service.log");
+    let mut child = BinDaemon::start_with(&s.path("c.ini"), &log, &s.path("stderr"), |c| {
+        c.env("NOTIFY_SOCKET", &sock_path);
+    });
     let mut messages: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
     let mut drain = |messages: &mut Vec<String>| {
@@ -313,10 +287,7 @@ async fn database_unreachable_at_startup_ready_only_once_reached() {
         drain(&mut messages);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the daemon must wait, not exit"
-    );
+    assert!(child.running(), "the daemon must wait, not exit");
     assert!(
         !messages.iter().any(|m| m.contains("READY=1")),
         "READY before the database was reached: {messages:?}"
@@ -368,11 +339,7 @@ async fn database_unreachable_at_startup_ready_only_once_reached() {
         "faults/startup: READY {:.1}s after the database came back",
         ready_after.as_secs_f64()
     );
-    signal(child.id() as i32, Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.stop().await;
     assert_eq!(status.code(), Some(0));
     db.drop_db().await;
 }
@@ -761,7 +728,7 @@ async fn unwritable_log_at_start_logs_to_stderr_and_still_restarts() {
     assert!(text.contains(&log.display().to_string()));
     std::fs::write(s.path("c.ini"), text).unwrap();
     let stderr = s.path("stderr");
-    let mut child = spawn(&s.path("c.ini"), &stderr, &[]);
+    let mut child = BinDaemon::start(&s.path("c.ini"), &log, &stderr);
     assert!(
         eventually(Duration::from_secs(20), || read(&stderr)
             .contains("binlog connected"))
@@ -769,7 +736,7 @@ async fn unwritable_log_at_start_logs_to_stderr_and_still_restarts() {
         "{}",
         read(&stderr)
     );
-    assert!(child.try_wait().unwrap().is_none(), "{}", read(&stderr));
+    assert!(child.running(), "{}", read(&stderr));
     assert!(
         read(&stderr).contains("logging to stderr only"),
         "{}",
@@ -782,11 +749,7 @@ async fn unwritable_log_at_start_logs_to_stderr_and_still_restarts() {
         read(&stderr)
     );
     assert_eq!(s.systemctl_calls(), vec!["restart svc1"]);
-    signal(child.id() as i32, Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.stop().await;
     assert_eq!(status.code(), Some(0));
     db.drop_db().await;
 }
@@ -807,7 +770,7 @@ async fn log_directory_gone_after_sighup_says_so_once_and_still_restarts() {
     );
     std::fs::write(s.path("c.ini"), text).unwrap();
     let stderr = s.path("stderr");
-    let mut child = spawn(&s.path("c.ini"), &stderr, &[]);
+    let mut child = BinDaemon::start(&s.path("c.ini"), &log, &stderr);
     assert!(
         eventually(Duration::from_secs(20), || read(&log)
             .contains("binlog connected"))
@@ -820,7 +783,7 @@ async fn log_directory_gone_after_sighup_says_so_once_and_still_restarts() {
 
     std::fs::rename(s.path("logs"), s.path("logs.old")).unwrap();
     std::fs::write(s.path("logs"), "not a directory\n").unwrap();
-    signal(child.id() as i32, Signal::SIGHUP);
+    child.signal(Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(5), || read(&stderr)
             .contains("configuration reloaded"))
@@ -840,16 +803,12 @@ async fn log_directory_gone_after_sighup_says_so_once_and_still_restarts() {
         "{}",
         read(&stderr)
     );
-    assert!(child.try_wait().unwrap().is_none());
+    assert!(child.running());
     assert_eq!(
         s.systemctl_calls(),
         vec!["restart svc1", "restart svc2", "restart svc1"]
     );
-    signal(child.id() as i32, Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.stop().await;
     assert_eq!(status.code(), Some(0));
     let e = read(&stderr);
     assert_eq!(count(&e, "cannot write the log file"), 1, "{e}");

@@ -3,18 +3,13 @@
 //! `status`, `--dry-run`, `--version`.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
+use crate::common::bin::BinDaemon;
 use crate::common::daemon::{bin, eventually, read_lines, Scratch};
 use crate::common::db::TestDb;
-
-fn signal(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-}
 
 fn log(s: &Scratch) -> String {
     std::fs::read_to_string(s.path("monitor_service.log")).unwrap_or_default()
@@ -39,15 +34,16 @@ async fn notify_protocol_ready_status_watchdog_stopping() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(["-c", s.path("c.ini").to_str().unwrap()])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = BinDaemon::start_with(
+        &s.path("c.ini"),
+        &s.path("monitor_service.log"),
+        &s.path("stderr"),
+        |c| {
+            c.env("NOTIFY_SOCKET", &sock_path)
+                .env("WATCHDOG_USEC", "400000")
+                .env_remove("WATCHDOG_PID");
+        },
+    );
     let mut messages: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
     let started = Instant::now();
@@ -58,15 +54,15 @@ async fn notify_protocol_ready_status_watchdog_stopping() {
         }
         let pings = messages.iter().filter(|m| m.contains("WATCHDOG=1")).count();
         if stopped_at.is_none() && pings >= 5 {
-            signal(&child, Signal::SIGTERM);
+            child.signal(Signal::SIGTERM);
             stopped_at = Some(messages.len());
         }
         if messages.iter().any(|m| m.contains("STOPPING=1")) {
             break;
         }
     }
-    let mut child = child;
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let status = child.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
     let all = messages.join("\n");
     let ready = messages
         .iter()
@@ -108,12 +104,7 @@ async fn sigterm_lets_the_procedure_in_flight_finish() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(["-c", s.path("c.ini").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = BinDaemon::beside(&s.path("c.ini"));
     assert!(
         eventually(Duration::from_secs(15), || s
             .path("state/binlog_position")
@@ -122,11 +113,7 @@ async fn sigterm_lets_the_procedure_in_flight_finish() {
     );
     db.set_alarm(1).await;
     assert!(eventually(Duration::from_secs(5), || started.exists()).await);
-    signal(&child, Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.stop().await;
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         db.row(1).await.0,
@@ -151,12 +138,7 @@ async fn sighup_reloads_a_good_config_keeps_the_old_on_a_bad_one_and_reopens_the
         format!("{base}[process.svc]\nrestart_strategy = service\nhealth_check_command = true\nunit = {unit}\n")
     };
     std::fs::write(s.path("c.ini"), with("first.service")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(["-c", s.path("c.ini").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = BinDaemon::beside(&s.path("c.ini"));
     assert!(
         eventually(Duration::from_secs(15), || s
             .path("state/binlog_position")
@@ -166,7 +148,7 @@ async fn sighup_reloads_a_good_config_keeps_the_old_on_a_bad_one_and_reopens_the
 
     // A good new config applies to the next procedure.
     std::fs::write(s.path("c.ini"), with("second.service")).unwrap();
-    signal(&child, Signal::SIGHUP);
+    child.signal(Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(5), || log(&s)
             .contains("configuration reloaded"))
@@ -184,7 +166,7 @@ async fn sighup_reloads_a_good_config_keeps_the_old_on_a_bad_one_and_reopens_the
         ),
     )
     .unwrap();
-    signal(&child, Signal::SIGHUP);
+    child.signal(Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(5), || log(&s)
             .contains("[ERROR] configuration reload failed"))
@@ -204,17 +186,13 @@ async fn sighup_reloads_a_good_config_keeps_the_old_on_a_bad_one_and_reopens_the
     // Log reopen: after the file was moved away (as logrotate does), a new one is written.
     std::fs::rename(s.path("monitor_service.log"), s.path("moved.log")).unwrap();
     std::fs::write(s.path("c.ini"), with("second.service")).unwrap();
-    signal(&child, Signal::SIGHUP);
+    child.signal(Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(5), || log(&s)
             .contains("configuration reloaded"))
         .await
     );
-    signal(&child, Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.stop().await;
     assert_eq!(status.code(), Some(0));
     assert!(std::fs::read_to_string(s.path("moved.log"))
         .unwrap()

@@ -25,3 +25,4 @@ mod props;
 mod restart;
 mod rows;
 mod secrets;
+mod setup_sql;

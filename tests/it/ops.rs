@@ -422,6 +422,16 @@ struct Alarm {
 
 impl Alarm {
     async fn new() -> Alarm {
+        Self::with_client(None).await
+    }
+
+    /// With `client` (a shell command) behind the wrapper; by default mariadb, else mysql.
+    async fn with_client(client: Option<&str>) -> Alarm {
+        let exec_client = match client {
+            Some(c) => format!(r#"exec {c} "$@""#),
+            None => r#"if command -v mariadb >/dev/null 2>&1; then exec mariadb "$@"; else exec mysql "$@"; fi"#
+                .to_string(),
+        };
         let db = TestDb::new().await;
         for (id, name) in [(1, "ta_one"), (2, "ta_two"), (3, "ta_three")] {
             db.add_process(id, name).await;
@@ -446,8 +456,16 @@ impl Alarm {
         ))
         .await;
 
+        let suite_account = format!(
+            "user = {}\n{}",
+            db.user,
+            db.password
+                .as_ref()
+                .map(|p| format!("password = {p}\n"))
+                .unwrap_or_default()
+        );
         let text = s.config_text(&db, "").replacen(
-            "user = root\n",
+            &suite_account,
             &format!("user = {user}\npassword = {password}\n"),
             1,
         );
@@ -467,7 +485,7 @@ impl Alarm {
   --defaults-file=*) f="${{1#--defaults-file=}}"; echo "MODE $(stat -c %a "$f")"; echo "FILE $f" ;;
   esac
 }} >>"$log"
-if command -v mariadb >/dev/null 2>&1; then exec mariadb "$@"; else exec mysql "$@"; fi"#,
+{exec_client}"#,
                 log = calls.display()
             ),
         );
@@ -576,7 +594,18 @@ fn listed(out: &Output) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn test_alarm_flags_change_the_real_rows() {
-    let a = Alarm::new().await;
+    flags_change_the_real_rows(None).await;
+}
+
+/// The same with the suite server's own client: Oracle `mysql` on MySQL (a full
+/// caching_sha2_password login), `mariadb` on MariaDB.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_alarm_flags_change_the_real_rows_with_the_servers_own_client() {
+    flags_change_the_real_rows(Some(&crate::common::server::native_client())).await;
+}
+
+async fn flags_change_the_real_rows(client: Option<&str>) {
+    let a = Alarm::with_client(client).await;
     assert_eq!(a.alarms().await, vec![0, 0, 0]);
 
     let out = a.run(&["--alarm", "1"]);

@@ -1,12 +1,9 @@
 //! The database going away and coming back: the daemon neither exits nor floods its log,
 //! says once that the database is unreachable and once that it is back, then handles alarms.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
+use crate::common::bin::BinDaemon;
 use crate::common::daemon::{eventually, Scratch};
 use crate::common::db::TestDb;
 use crate::common::proxy::Proxy;
@@ -30,13 +27,8 @@ async fn unreachable_database_is_logged_once_per_outage_and_alarms_are_handled_a
         .replace("check_interval = 3600", "check_interval = 0.3")
         .replace("connect_timeout = 5", "connect_timeout = 1");
     std::fs::write(s.path("c.ini"), text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-        .args(["-c", s.path("c.ini").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let log = s.path("monitor_service.log");
+    let mut child = BinDaemon::start(&s.path("c.ini"), &log, &s.path("stderr"));
     let count = |needle: &str| {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -46,10 +38,7 @@ async fn unreachable_database_is_logged_once_per_outage_and_alarms_are_handled_a
 
     // Down at start-up: it waits and retries, and says so once.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the daemon must not exit"
-    );
+    assert!(child.running(), "the daemon must not exit");
     assert_eq!(count("database unreachable"), 1);
 
     proxy.up();
@@ -71,11 +60,7 @@ async fn unreachable_database_is_logged_once_per_outage_and_alarms_are_handled_a
     );
     assert_eq!(count("database unreachable"), 2, "one line per outage");
 
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.stop().await;
     assert_eq!(status.code(), Some(0));
     assert!(count("monitor_service stopped") == 1);
     db.drop_db().await;

@@ -17,18 +17,41 @@ pub struct BinDaemon {
 impl BinDaemon {
     /// Starts the binary with `-c config`; stderr to `stderr`, stdout discarded.
     pub fn start(config: &Path, log: &Path, stderr: &Path) -> BinDaemon {
+        Self::start_with(config, log, stderr, |_| {})
+    }
+
+    /// Starts it with the config's scratch dir's files: the log `monitor_service.log` there (as
+    /// `Scratch::config_text` names it) and stderr in `CONFIG.stderr`.
+    pub fn beside(config: &Path) -> BinDaemon {
+        let dir = config.parent().unwrap();
+        Self::start(
+            config,
+            &dir.join("monitor_service.log"),
+            &config.with_extension("stderr"),
+        )
+    }
+
+    /// Like `start`, with `setup` changing the command first (environment). Without it the
+    /// child sees no `RUST_LOG`, `NOTIFY_SOCKET` or `WATCHDOG_USEC` of the test's own.
+    pub fn start_with(
+        config: &Path,
+        log: &Path,
+        stderr: &Path,
+        setup: impl FnOnce(&mut Command),
+    ) -> BinDaemon {
         let err = std::fs::File::create(stderr).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-            .arg("-c")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor_service"));
+        cmd.arg("-c")
             .arg(config)
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
+            .stderr(err);
+        setup(&mut cmd);
         BinDaemon {
-            child,
+            child: cmd.spawn().unwrap(),
             log: log.to_path_buf(),
             stderr: stderr.to_path_buf(),
         }
@@ -36,6 +59,30 @@ impl BinDaemon {
 
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits (at most `timeout`) for it to exit by itself; `None` while it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The log file so far.
@@ -87,20 +134,17 @@ impl BinDaemon {
 
     /// SIGTERM, then waits (at most 60 s) for the exit status.
     pub async fn stop(mut self) -> ExitStatus {
+        // It may have exited (and been reaped) already: then there is nothing to signal.
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid()),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() >= end {
+        match self.wait_exit(Duration::from_secs(60)).await {
+            Some(st) => st,
+            None => {
                 let _ = self.child.kill();
                 panic!("daemon did not stop within 60 s of SIGTERM");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -17,7 +17,11 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// A fresh temp dir. The configs tests write there hold the test account's password, so the
+    /// test process writes private files (umask 077), as an operator installing a config with a
+    /// password does; otherwise the daemon rightly warns that the config is readable by others.
     pub fn new() -> Scratch {
+        private_files();
         Scratch {
             dir: tempfile::Builder::new().prefix("ms-it-").tempdir().unwrap(),
         }
@@ -90,6 +94,12 @@ impl Scratch {
         );
         loaded.config
     }
+}
+
+/// Sets umask 077 for this test process (idempotent; every thread gets the same value).
+pub fn private_files() {
+    use nix::sys::stat::{umask, Mode};
+    umask(Mode::from_bits_truncate(0o077));
 }
 
 /// A replica id no other config of this test process uses (and unlikely in another process).

@@ -2,8 +2,10 @@
 //!
 //! The server comes from `MONITOR_TEST_DB_URL` (`mysql://user[:pass]@host:port`,
 //! optional `MONITOR_TEST_DB_SOCKET`); when it is unset, the first `TestDb` of
-//! the test process runs `scripts/testdb.sh start` (a throwaway MariaDB under
-//! `target/testdb`, reused by later runs; `scripts/testdb.sh stop` ends it).
+//! the test process runs `scripts/testdb.sh start` (a throwaway server of
+//! `MONITOR_TESTDB_FLAVOR`, MariaDB by default, under `target/testdb`, reused by
+//! later runs; `scripts/testdb.sh stop` ends it). Its account has a password, and
+//! nothing here logs in as root or over the socket.
 //! Each `TestDb` creates `msit_<pid>_<counter>_<rand>` with the schema part of
 //! `sql/setup.sql` (everything before `-- @@end-of-schema`).
 
@@ -311,6 +313,22 @@ impl TestDb {
                 Some(Ok(v)) => v.as_sql(true),
                 Some(Err(e)) => panic!("{e}"),
             })
+            .collect()
+    }
+
+    /// The server's current binlog file (first column of `SHOW BINARY LOG STATUS` on MySQL
+    /// 8.2+, of `SHOW MASTER STATUS` on MariaDB and older MySQL).
+    pub async fn binlog_status(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let rows: Vec<mysql_async::Row> = match conn.query("SHOW BINARY LOG STATUS").await {
+            Ok(rows) => rows,
+            Err(_) => conn
+                .query("SHOW MASTER STATUS")
+                .await
+                .unwrap_or_else(|e| panic!("binlog status in {}: {e}", self.name)),
+        };
+        rows.into_iter()
+            .map(|r| r.get::<String, usize>(0).unwrap_or_default())
             .collect()
     }
 
