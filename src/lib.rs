@@ -4,6 +4,7 @@
 //! signals, and maps [`Error`] to an exit code. Tests call [`run`] in-process and cancel the token.
 
 pub mod alerts;
+pub mod cgroup;
 pub mod check;
 pub mod command;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod procs;
 pub mod services;
 pub mod silence;

@@ -253,7 +253,10 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
                     .recheck_at(id, *until, TriggerSource::Manual);
                 }
             }
-            Some(Handled::NotAlarmed | Handled::DryRun) | None => {}
+            Some(Handled::QueryRefused) => {
+                stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Handled::NotAlarmed | Handled::DryRun | Handled::LockBusy) | None => {}
         }
         let mut busy = inner.busy.lock().unwrap_or_else(|p| p.into_inner());
         let next = if inner.token.is_cancelled() || handled.is_none() {
