@@ -1851,8 +1851,18 @@ health_check_command = systemctl is-active apache2
                 "seconds from 0",
             ),
             ("monitor", "only_configured", "maybe", "yes or no"),
-            ("process.default", "user", "no-such-user-xyz", "user of this host"),
-            ("process.default", "group", "no-such-group-xyz", "group of this host"),
+            (
+                "process.default",
+                "user",
+                "no-such-user-xyz",
+                "user of this host",
+            ),
+            (
+                "process.default",
+                "group",
+                "no-such-group-xyz",
+                "group of this host",
+            ),
             (
                 "process.default",
                 "command_timeout",

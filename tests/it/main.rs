@@ -19,6 +19,7 @@ mod notes;
 mod ops;
 mod outage;
 mod pipeline;
+mod policy;
 mod props;
 mod restart;
 mod rows;
