@@ -435,10 +435,11 @@ pub async fn stop_targets(targets: &[Target], stop_timeout: Duration) -> StopRep
             tracing::warn!(pid = t.pid, "refusing to signal an invalid pid");
             continue;
         }
-        if protected.contains(&t.pid) {
+        let kernel_thread = read_cmdline(t.pid).is_some_and(|c| c.is_empty()) && is_alive(t.pid);
+        if protected.contains(&t.pid) || kernel_thread {
             tracing::warn!(
                 pid = t.pid,
-                "refusing to stop init, the daemon itself or its ancestors"
+                "refusing to stop init, a kernel thread, the daemon itself or its ancestors"
             );
             report.still_alive.push(t.pid);
             continue;
@@ -817,8 +818,18 @@ mod tests {
     #[tokio::test]
     async fn stop_refuses_dangerous_pids_and_handles_gone_ones() {
         let own = std::process::id() as i32;
-        let report = stop(&[0, -1, 1, own], Duration::from_millis(50)).await;
-        assert_eq!(report.still_alive, vec![1, own]);
+        let report = stop(&[0, -1, 1, own, 2], Duration::from_millis(50)).await;
+        // pid 2 is kthreadd where this runs in the host's PID namespace.
+        let kthreadd = read_comm(2).is_some_and(|c| c == "kthreadd");
+        let expected = if kthreadd {
+            vec![1, own, 2]
+        } else {
+            vec![1, own]
+        };
+        assert_eq!(report.still_alive, expected);
+        // The daemon's ancestors (here: whatever started the test binary) are protected.
+        let parent = parent_of(own).unwrap();
+        assert!(parent <= 1 || protected_pids().contains(&parent));
         assert_eq!(report.terminated + report.killed, 0);
 
         let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -138,14 +138,12 @@ async fn restart_process(
     let name = s.name;
     let launch = launch_for(s, decision, start).map_err(AttemptError::Failed)?;
     let running = procs::find_by_name(name);
-    if let Some(p) = running
+    if let Some((pid, unit)) = running
         .iter()
-        .find(|p| cgroup::unit_of_pid(p.pid).is_some())
+        .find_map(|p| Some((p.pid, cgroup::unit_of_pid(p.pid)?)))
     {
-        let unit = cgroup::unit_of_pid(p.pid).unwrap_or_default();
         return Err(AttemptError::Failed(format!(
-            "pid {} of {name} now belongs to {unit}; not killed behind systemd's back",
-            p.pid
+            "pid {pid} of {name} now belongs to {unit}; not killed behind systemd's back"
         )));
     }
     if !running.is_empty() {

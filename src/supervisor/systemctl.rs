@@ -102,7 +102,8 @@ fn judge_timeout(failed: String, active_state: Option<&str>) -> Restarted {
     match active_state {
         Some("active") => Restarted::Done,
         Some(s @ ("activating" | "deactivating" | "reloading")) => {
-            Restarted::JobRunning(format!("{failed}; systemd is still {s} it"))
+            warn!(error = %failed, active_state = s, "systemd still works on the unit's job; no second copy is started");
+            Restarted::JobRunning(format!("still {s}; systemctl restart timed out"))
         }
         _ => Restarted::Failed(failed),
     }
@@ -132,7 +133,7 @@ mod tests {
         assert_eq!(judge_timeout(f(), Some("active")), Restarted::Done);
         assert!(matches!(
             judge_timeout(f(), Some("activating")),
-            Restarted::JobRunning(m) if m.contains("still activating")
+            Restarted::JobRunning(m) if m.starts_with("still activating")
         ));
         assert!(matches!(
             judge_timeout(f(), Some("deactivating")),
