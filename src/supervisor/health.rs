@@ -73,6 +73,8 @@ async fn once(check: &Check<'_>, token: &CancellationToken) -> Result<(), String
 /// The built-in check: a live, non-zombie process with exactly this name in our namespaces,
 /// still alive after `settle`.
 async fn builtin(name: &str, settle: Duration, token: &CancellationToken) -> Result<(), String> {
+    // A row naming a unit (`nginx.service`) is healthy when its program runs.
+    let name = name.strip_suffix(".service").unwrap_or(name);
     let found = procs::find_by_name(name);
     if found.is_empty() {
         return Err(format!("no process named {name} is running"));

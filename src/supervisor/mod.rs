@@ -246,6 +246,10 @@ impl Supervisor {
                 Handled::Refused
             }
             Ran::Done(outcome) => {
+                self.refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 let run = Run {
                     id,
                     name,
@@ -479,10 +483,13 @@ impl Supervisor {
     ) -> Option<String> {
         let (brief, reason) = match self.verdict(raw.as_deref()) {
             Ok(name) => {
-                self.refused
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                // A refusal of this same name found later (at decide time) stays in force.
+                let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+                let mut prefix = name.as_bytes().to_vec();
+                prefix.push(0);
+                if !refused.get(&id).is_some_and(|k| k.starts_with(&prefix)) {
+                    refused.remove(&id);
+                }
                 return Some(name);
             }
             Err(r) => r,

@@ -441,3 +441,39 @@ fn shell_syntax_and_quoted_values_are_warned_about_with_file_line_and_key() {
         "{w}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_is_said_once_to_a_running_daemon() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "reboot").await;
+    db.add_process(2, "dbus.socket").await;
+    let daemon = crate::common::daemon::Daemon::start(s.config(&db, ""));
+    let refused = || async {
+        db.query_strings("SELECT COUNT(*) FROM RESTART_HISTORY WHERE outcome = 'refused'")
+            .await
+    };
+    for round in 0..3 {
+        db.exec("UPDATE STATUS_PROCESS SET alarma = 0").await;
+        db.exec("UPDATE STATUS_PROCESS SET alarma = 1").await;
+        let mut seen = false;
+        for _ in 0..100 {
+            if refused().await == vec!["2".to_string()] {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen, "round {round}: {:?}", refused().await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    daemon.stop().await;
+    assert_eq!(
+        refused().await,
+        vec!["2".to_string()],
+        "one history row each"
+    );
+    assert!(s.systemctl_calls().is_empty());
+    db.drop_db().await;
+}
