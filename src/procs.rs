@@ -520,6 +520,45 @@ pub fn scope_argv(launch: &Launch) -> Vec<String> {
     argv
 }
 
+/// Makes the child leader of a new session and, with `identity`, sets its groups, gid and uid
+/// (in that order: setuid last, while setgroups and setgid are still allowed).
+fn new_session_as(cmd: &mut tokio::process::Command, identity: Option<Identity>) {
+    let groups: Vec<Gid> = identity
+        .as_ref()
+        .map(|i| i.groups.iter().map(|g| Gid::from_raw(*g)).collect())
+        .unwrap_or_default();
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (setsid, setgroups, setgid, setuid) on data prepared before the fork; it allocates
+    // nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            if let Some(id) = &identity {
+                nix::unistd::setgroups(&groups).map_err(io::Error::from)?;
+                nix::unistd::setgid(Gid::from_raw(id.gid)).map_err(io::Error::from)?;
+                nix::unistd::setuid(Uid::from_raw(id.uid)).map_err(io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Why `launch` could not be started.
+fn spawn_error(launch: &Launch, e: io::Error) -> ProcError {
+    let program = launch.program.clone();
+    if let Some(dir) = launch.cwd.as_ref().filter(|d| !d.is_dir()) {
+        return ProcError::Cwd {
+            program,
+            cwd: dir.clone(),
+            source: e,
+        };
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => ProcError::NotFound { program },
+        _ => ProcError::Spawn { program, source: e },
+    }
+}
+
 /// Starts `launch` without a shell in a new session (setsid), stdio on /dev/null, the
 /// daemon's environment without systemd's variables, as its identity (uid, gid, groups) and
 /// in its directory, so that it outlives the daemon. With `scope` (systemd runs the host) it
@@ -555,44 +594,9 @@ pub fn spawn(launch: &Launch, scope: bool) -> Result<u32, ProcError> {
     if let Some(dir) = &launch.cwd {
         cmd.current_dir(dir);
     }
-    let identity = if scope { None } else { launch.identity.clone() };
-    let groups: Vec<Gid> = identity
-        .as_ref()
-        .map(|i| i.groups.iter().map(|g| Gid::from_raw(*g)).collect())
-        .unwrap_or_default();
-    // SAFETY: the closure runs in the forked child before exec and only makes system calls
-    // (setsid, setgroups, setgid, setuid) on data prepared before the fork; it allocates
-    // nothing and touches no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            if let Some(id) = &identity {
-                nix::unistd::setgroups(&groups).map_err(io::Error::from)?;
-                nix::unistd::setgid(Gid::from_raw(id.gid)).map_err(io::Error::from)?;
-                nix::unistd::setuid(Uid::from_raw(id.uid)).map_err(io::Error::from)?;
-            }
-            Ok(())
-        });
-    }
-
-    let child = cmd.spawn().map_err(|e| {
-        if let Some(dir) = launch.cwd.as_ref().filter(|d| !d.is_dir()) {
-            return ProcError::Cwd {
-                program: program.clone(),
-                cwd: dir.clone(),
-                source: e,
-            };
-        }
-        match e.kind() {
-            io::ErrorKind::NotFound => ProcError::NotFound {
-                program: program.clone(),
-            },
-            _ => ProcError::Spawn {
-                program: program.clone(),
-                source: e,
-            },
-        }
-    })?;
+    // Through a scope, setpriv sets the identity after systemd-run (which must be root).
+    new_session_as(&mut cmd, if scope { None } else { launch.identity.clone() });
+    let child = cmd.spawn().map_err(|e| spawn_error(launch, e))?;
     let pid = child.id().unwrap_or(0);
     // It keeps running; a task waits for it so that it is reaped the moment it exits. A zombie
     // left waiting would still match `pgrep NAME`: a process that died at once would pass the

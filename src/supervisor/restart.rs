@@ -7,6 +7,7 @@ use tracing::{debug, info, warn};
 use super::systemctl::{self, Restarted};
 use crate::cgroup;
 use crate::config::{Account, ProcessConfig};
+use crate::exec;
 use crate::policy::{self, Facts, Plan, Refusal, Running, Start};
 use crate::procs::{self, Identity, Launch};
 
@@ -158,13 +159,26 @@ async fn restart_process(
         let pids: Vec<i32> = running.iter().map(|p| p.pid).collect();
         info!(process = %name, pids = ?pids, terminated = report.terminated, killed = report.killed, "stopped");
     }
-    match procs::spawn(&launch, cgroup::systemd_running()) {
+    match procs::spawn(&launch, use_scope(&launch)) {
         Ok(pid) => {
             info!(process = %name, pid, command = ?launch.argv, uid = ?launch.identity.as_ref().map(|i| i.uid), "started");
             Ok(Method::Process)
         }
         Err(e) => Err(AttemptError::Failed(format!("could not start {name}: {e}"))),
     }
+}
+
+/// True when the relaunched process can leave the daemon's cgroup through a transient scope:
+/// systemd runs the host and has `systemd-run` (and `setpriv` for a non-root identity).
+fn use_scope(launch: &Launch) -> bool {
+    let needs_setpriv = launch.identity.as_ref().is_some_and(|i| !i.is_plain_root());
+    let scope = cgroup::systemd_running()
+        && exec::find_program("systemd-run").is_some()
+        && (!needs_setpriv || exec::find_program("setpriv").is_some());
+    if cgroup::systemd_running() && !scope {
+        warn!(program = %launch.program, "systemd runs this host but systemd-run or setpriv is missing: the process stays in monitor_service's cgroup");
+    }
+    scope
 }
 
 /// The launch for `start`, with the identity the config or the old process gives.
