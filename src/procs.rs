@@ -312,13 +312,15 @@ pub fn relaunch_of(info: &ProcInfo) -> Result<Launch, String> {
         .as_ref()
         .ok_or("its executable (/proc/PID/exe) cannot be read")?;
     let shown = exe.to_string_lossy();
-    if shown.ends_with(" (deleted)") || !exe.is_file() {
+    // A package upgrade replaces the file: the new one at the same path starts it again.
+    let path = shown.strip_suffix(" (deleted)").unwrap_or(&shown);
+    if crate::exec::find_program(path).is_none() || !path.starts_with('/') {
         return Err(format!(
-            "its executable {shown} was deleted or replaced since it started"
+            "its executable {path} was deleted since it started"
         ));
     }
     Ok(Launch {
-        program: shown.into_owned(),
+        program: path.to_string(),
         argv: info.cmdline.clone(),
         cwd: info.cwd.clone(),
         identity: Some(info.identity.clone()),
@@ -879,8 +881,12 @@ mod tests {
         assert_eq!(l.cwd, Some(PathBuf::from("/opt/app")));
         assert_eq!(l.identity.unwrap().groups, vec![100, 27]);
         let mut gone = info(10, 1, 5);
-        gone.exe = Some(PathBuf::from("/usr/sbin/x (deleted)"));
+        gone.exe = Some(PathBuf::from("/usr/sbin/no-such-x (deleted)"));
         assert!(relaunch_of(&gone).unwrap_err().contains("deleted"));
+        // Replaced by an upgrade: the new file at the same path.
+        let mut upgraded = info(10, 1, 5);
+        upgraded.exe = Some(PathBuf::from("/bin/sleep (deleted)"));
+        assert_eq!(relaunch_of(&upgraded).unwrap().program, "/bin/sleep");
         let mut unreadable = info(10, 1, 5);
         unreadable.exe = None;
         assert!(relaunch_of(&unreadable).unwrap_err().contains("exe"));

@@ -477,3 +477,36 @@ async fn a_refusal_is_said_once_to_a_running_daemon() {
     assert!(s.systemctl_calls().is_empty());
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_could_not_be_started_again_is_not_stopped() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    let name = procs::unique_name("wx");
+    let bin = procs::demo_binary(s.dir.path(), &name);
+    let pid = procs::start(&bin);
+    assert!(eventually(Duration::from_secs(5), || procs::pids(&name) == vec![pid]).await);
+    // Its executable is gone: its own command line cannot start it again.
+    std::fs::remove_file(&bin).unwrap();
+    db.add_process(1, &name).await;
+    db.set_alarm(1).await;
+    let config = s.config(
+        &db,
+        "[process.default]\nrestart_strategy = process\nhealth_check_command = true\n",
+    );
+    once(config).await.unwrap_err();
+    assert_eq!(procs::pids(&name), vec![pid], "not stopped");
+    let (alarma, notes) = db.row(1).await;
+    assert_eq!(alarma, 1);
+    let notes = notes.unwrap();
+    assert!(
+        notes.contains("cannot be started again; set start_command"),
+        "{notes}"
+    );
+    let reason = db
+        .query_strings("SELECT detail FROM RESTART_HISTORY WHERE process_id = 1")
+        .await;
+    assert!(reason[0].contains("was deleted"), "{reason:?}");
+    procs::kill_all(&name);
+    db.drop_db().await;
+}
