@@ -18,6 +18,7 @@ mod metrics;
 mod notes;
 mod ops;
 mod outage;
+mod outcomes;
 mod pipeline;
 mod policy;
 mod props;
