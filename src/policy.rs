@@ -172,17 +172,15 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
 }
 
 /// A running process that belongs to a `.service` unit: through that unit (the `unit` key,
-/// when set, names it), never behind systemd's back.
+/// when set, names it), never behind systemd's back. A process in the daemon's own unit was
+/// started by the daemon (or its predecessor): it is the daemon's to restart.
 fn in_unit(facts: &Facts<'_>) -> Option<Plan> {
     let running = facts.running.as_ref()?;
-    let cgroup_unit = running.unit.as_deref()?;
+    let cgroup_unit = running
+        .unit
+        .as_deref()
+        .filter(|u| facts.own_unit != Some(*u))?;
     let name = facts.name;
-    if facts.own_unit == Some(cgroup_unit) {
-        return Some(Plan::Refuse(Refusal::new(
-            "runs in the monitor's own unit",
-            format!("process {name:?} (pid {}) runs in monitor_service's own unit {cgroup_unit}: it is not restarted", running.pid),
-        )));
-    }
     if facts.strategy == Strategy::Process {
         return Some(Plan::Refuse(Refusal::new(
             format!("runs in {cgroup_unit}; set restart_strategy"),
@@ -330,11 +328,11 @@ mod tests {
         let mut f = facts("httpd", Strategy::Process);
         f.running = running(Some("apache2.service"));
         assert!(matches!(plan(&f), Plan::Refuse(r) if r.reason.contains("apache2.service")));
-        // The daemon's own unit is refused.
-        let mut f = facts("helper", Strategy::Auto);
+        // A process in the daemon's own unit was started by the daemon: its own to restart.
+        let mut f = facts("helper", Strategy::Process);
         f.running = running(Some("monitor_service.service"));
         f.own_unit = Some("monitor_service.service");
-        assert!(matches!(plan(&f), Plan::Refuse(_)));
+        assert_eq!(plan(&f), Plan::Process(Start::OwnCommandLine));
     }
 
     #[test]

@@ -142,6 +142,7 @@ async fn restart_process(
     if let Some((pid, unit)) = running
         .iter()
         .find_map(|p| Some((p.pid, cgroup::unit_of_pid(p.pid)?)))
+        .filter(|(_, unit)| s.own_unit != Some(unit.as_str()))
     {
         return Err(AttemptError::Failed(format!(
             "pid {pid} of {name} now belongs to {unit}; not killed behind systemd's back"
