@@ -45,7 +45,9 @@ pub fn missing_programs(config: &Config) -> Vec<Finding> {
     for p in std::iter::once(&config.process_default).chain(config.processes.values()) {
         for cmd in [
             &p.pre_restart_command,
-            &Some(p.health_check_command.clone()),
+            // The default `pgrep %s` is checked inside the daemon: no program needed.
+            &Some(p.health_check_command.clone())
+                .filter(|c| !crate::supervisor::health::is_builtin(c)),
             &p.start_command,
         ]
         .into_iter()

@@ -48,6 +48,19 @@ pub enum ConfigError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// Run as root, the file could be changed by someone else than root: it names commands
+    /// that run as root.
+    #[error("{}: refusing to run as root with a config file {problem} (owner uid {owner}, mode {mode:04o}): it names commands that run as root; run chown root {} and chmod go-w {}", .path.display(), .path.display(), .path.display())]
+    Unsafe {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: &'static str,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A key has a value that is not allowed (boxed to keep the error small).
     #[error("{0}")]
     Invalid(Box<InvalidValue>),
@@ -259,6 +272,8 @@ pub struct MonitorConfig {
     pub host: String,
     /// Optional table with one row per daemon (a safe SQL identifier).
     pub hosts_table: String,
+    /// Only names with a `[process.NAME]` section are restarted.
+    pub only_configured: bool,
 }
 
 impl Default for MonitorConfig {
@@ -276,6 +291,7 @@ impl Default for MonitorConfig {
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             host: machine_host_name(),
             hosts_table: "MONITOR_HOSTS".to_string(),
+            only_configured: false,
         }
     }
 }
@@ -417,6 +433,23 @@ pub struct ProcessConfig {
     pub stop_timeout: Duration,
     /// Bound on each pre-restart or health-check run.
     pub command_timeout: Duration,
+    /// Account the `process` strategy starts it as; `None` = the account it ran as.
+    pub user: Option<Account>,
+    /// Group the `process` strategy starts it with; `None` = the user's (or the old process's).
+    pub group: Option<Account>,
+    /// How long the built-in health check wants the process to stay alive once found.
+    pub health_check_settle: Duration,
+}
+
+/// A user or group from the config, resolved on this host when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// As written.
+    pub name: String,
+    /// The uid or gid.
+    pub id: u32,
+    /// For a user: its primary group.
+    pub gid: Option<u32>,
 }
 
 impl Default for ProcessConfig {
@@ -432,6 +465,9 @@ impl Default for ProcessConfig {
             start_command: None,
             stop_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
+            user: None,
+            group: None,
+            health_check_settle: Duration::from_secs(1),
         }
     }
 }
@@ -458,6 +494,7 @@ const MONITOR_KEYS: &[&str] = &[
     "control_socket",
     "host",
     "hosts_table",
+    "only_configured",
 ];
 const METRICS_KEYS: &[&str] = &["listen", "textfile"];
 const ALERTS_KEYS: &[&str] = &["command", "after"];
@@ -473,6 +510,9 @@ const PROCESS_KEYS: &[&str] = &[
     "start_command",
     "stop_timeout",
     "command_timeout",
+    "user",
+    "group",
+    "health_check_settle",
 ];
 const PROCESS_PREFIX: &str = "process.";
 
@@ -485,6 +525,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        if nix::unistd::geteuid().is_root() {
+            ownership_check(path)?;
+        }
         let mut loaded = Config::parse(&text, path)?;
         if loaded.config.database.password.is_some() {
             if let Some(w) = mode_warning(path) {
@@ -596,6 +639,29 @@ fn io_hint(e: &std::io::Error) -> String {
         std::io::ErrorKind::InvalidData => "save the file as UTF-8 text".to_string(),
         _ => "check that the path names a readable file".to_string(),
     }
+}
+
+/// Refuses a config file that someone other than root could change (not owned by root, or
+/// writable by group/others).
+fn ownership_check(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
+    let problem = if owner != 0 {
+        "not owned by root"
+    } else if mode & 0o022 != 0 {
+        "writable by group/others"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Unsafe {
+        path: path.to_path_buf(),
+        problem,
+        owner,
+        mode,
+    })
 }
 
 fn mode_warning(path: &Path) -> Option<String> {
@@ -958,6 +1024,7 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         control_socket: mon.field("control_socket", m.control_socket, socket_path)?,
         host: mon.field("host", m.host, daemon_host)?,
         hosts_table: mon.field("hosts_table", m.hosts_table, sql_identifier)?,
+        only_configured: mon.field("only_configured", m.only_configured, yes_no)?,
     };
 
     let lg = sect("logging");
@@ -1041,6 +1108,8 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         processes.insert(process.to_string(), process_config(&s, &process_default)?);
     }
 
+    lint_values(raw, path, warnings);
+
     Ok(Config {
         path: path.to_path_buf(),
         database,
@@ -1059,18 +1128,137 @@ fn process_config(s: &Sect<'_>, base: &ProcessConfig) -> Result<ProcessConfig, C
         restart_strategy: s.field("restart_strategy", b.restart_strategy, strategy)?,
         pre_restart_command: s.opt_field("pre_restart_command", b.pre_restart_command, command)?,
         health_check_command: s.field("health_check_command", b.health_check_command, command)?,
-        health_check_timeout: s.field(
-            "health_check_timeout",
-            b.health_check_timeout,
-            positive_seconds,
-        )?,
+        health_check_timeout: s.field("health_check_timeout", b.health_check_timeout, seconds)?,
         restart_delay: s.field("restart_delay", b.restart_delay, seconds)?,
         max_attempts: s.field("max_attempts", b.max_attempts, |v| uint32(v, 1, 100))?,
         unit: s.opt_field("unit", b.unit, unit_name)?,
         start_command: s.opt_field("start_command", b.start_command, command)?,
         stop_timeout: s.field("stop_timeout", b.stop_timeout, seconds)?,
         command_timeout: s.field("command_timeout", b.command_timeout, positive_seconds)?,
+        user: s.opt_field("user", b.user, user_account)?,
+        group: s.opt_field("group", b.group, group_account)?,
+        health_check_settle: s.field("health_check_settle", b.health_check_settle, seconds)?,
     })
+}
+
+/// `yes`/`no` (also true/false, on/off, 1/0).
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err("expected yes or no".to_string()),
+    }
+}
+
+/// `user`: an account name or uid that exists on this host.
+fn user_account(s: &str) -> Result<Account, String> {
+    use nix::unistd::{Uid, User};
+    let found = match s.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)),
+        Err(_) => User::from_name(s),
+    };
+    match found {
+        Ok(Some(u)) => Ok(Account {
+            name: s.to_string(),
+            id: u.uid.as_raw(),
+            gid: Some(u.gid.as_raw()),
+        }),
+        _ => Err(format!(
+            "expected a user of this host (a name from /etc/passwd or a uid): no user {s:?}; create it or fix the name"
+        )),
+    }
+}
+
+/// `group`: a group name or gid that exists on this host.
+fn group_account(s: &str) -> Result<Account, String> {
+    use nix::unistd::{Gid, Group};
+    let found = match s.parse::<u32>() {
+        Ok(n) => Group::from_gid(Gid::from_raw(n)),
+        Err(_) => Group::from_name(s),
+    };
+    match found {
+        Ok(Some(g)) => Ok(Account {
+            name: s.to_string(),
+            id: g.gid.as_raw(),
+            gid: None,
+        }),
+        _ => Err(format!(
+            "expected a group of this host (a name from /etc/group or a gid): no group {s:?}; create it or fix the name"
+        )),
+    }
+}
+
+/// Keys whose value is a command run without a shell.
+const COMMAND_KEYS: &[&str] = &[
+    "pre_restart_command",
+    "health_check_command",
+    "start_command",
+    "command",
+];
+
+/// Warnings for values that will not do what they seem to: a command with shell syntax
+/// (run without a shell, `|` or `>` are plain words), or a value wrapped in quotes.
+fn lint_values(raw: &Raw, path: &Path, warnings: &mut Vec<String>) {
+    for (section, sect) in &raw.sections {
+        for (key, v) in &sect.keys {
+            let at = format!(
+                "{}{}: [{}] {}",
+                path.display(),
+                line_suffix(v.line),
+                shown(section),
+                shown(key)
+            );
+            let value = v.value.trim();
+            if wrapped_in_quotes(value) {
+                warnings.push(format!(
+                    "{at}: the value is wrapped in quotes, which are kept (or, in a command, make it one word); remove them"
+                ));
+            }
+            let is_command = COMMAND_KEYS.contains(&key.as_str())
+                && (section.starts_with(PROCESS_PREFIX) || section == "alerts");
+            if is_command {
+                if let Some(token) = shell_syntax(value) {
+                    warnings.push(format!(
+                        "{at}: the command holds shell syntax {token:?}, which does not work without a shell (commands run without one); wrap it as sh -c \"...\" or use a script"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn wrapped_in_quotes(value: &str) -> bool {
+    value.len() >= 2
+        && ((value.starts_with('"') && value.ends_with('"'))
+            || (value.starts_with('\'') && value.ends_with('\'')))
+}
+
+/// The first shell operator outside quotes: `|`, `>`, `<`, `&&`, `;`, `2>&1`, `$(`.
+fn shell_syntax(command: &str) -> Option<&'static str> {
+    let chars: Vec<char> = command.chars().collect();
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some('"'), '\\') => i += 1,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '\\') => i += 1,
+            (None, '2') if chars[i..].starts_with(&['2', '>', '&', '1']) => return Some("2>&1"),
+            (None, '|') => return Some("|"),
+            (None, '>') => return Some(">"),
+            (None, '<') => return Some("<"),
+            (None, ';') => return Some(";"),
+            (None, '&') if next == Some('&') => return Some("&&"),
+            (None, '$') if next == Some('(') => return Some("$("),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------
@@ -1689,8 +1877,27 @@ health_check_command = systemctl is-active apache2
             (
                 "process.default",
                 "health_check_timeout",
-                "0",
-                "seconds greater than 0",
+                "-1",
+                "seconds from 0",
+            ),
+            (
+                "process.default",
+                "health_check_settle",
+                "x",
+                "seconds from 0",
+            ),
+            ("monitor", "only_configured", "maybe", "yes or no"),
+            (
+                "process.default",
+                "user",
+                "no-such-user-xyz",
+                "user of this host",
+            ),
+            (
+                "process.default",
+                "group",
+                "no-such-group-xyz",
+                "group of this host",
             ),
             (
                 "process.default",
@@ -2150,7 +2357,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            37,
+            41,
             "one 'Default:' per key"
         );
 

@@ -2,6 +2,7 @@
 pub mod bin;
 pub mod daemon;
 pub mod db;
+pub mod host;
 pub mod procs;
 pub mod procstat;
 pub mod proxy;
