@@ -88,6 +88,8 @@ async fn a_process_is_relaunched_as_its_user_groups_and_directory() {
     let bin = procs::demo_binary(s.dir.path(), &name);
     let cwd = s.path("work");
     std::fs::create_dir_all(&cwd).unwrap();
+    // Scratch sets umask 077: the account must be able to enter its directory.
+    std::fs::set_permissions(&cwd, std::fs::Permissions::from_mode(0o755)).unwrap();
     let argv: Vec<String> = [
         "setpriv".to_string(),
         format!("--reuid={uid}"),
