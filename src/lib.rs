@@ -358,29 +358,19 @@ async fn plan_binlog(
             return Ok(None);
         }
     };
+    for setting in readiness.settings.report() {
+        info!(setting = %setting, "binlog setting");
+    }
     let source = BinlogSource {
         db: config.database.clone(),
         server_id: binlog::server_id(config.monitor.server_id),
         flavor: readiness.flavor,
         state: state.clone(),
         status: Arc::new(std::sync::Mutex::new(binlog::Status::default())),
+        origin: readiness.origin.clone(),
+        meaning: pipeline::alarm_raised,
     };
-    let current = readiness.position.unwrap_or(Position {
-        file: String::new(),
-        pos: 4,
-        gtid: None,
-    });
-    let start = match source.saved_position() {
-        Some(saved) if readiness.files.contains(&saved.file) => {
-            info!(position = %saved, "resuming the binlog at the saved position");
-            saved
-        }
-        Some(saved) => {
-            warn!(saved = %saved, current = %current, "the saved binlog position is no longer on the server (purged?); starting at the current end, the start-up sweep catches what was missed");
-            current
-        }
-        None => current,
-    };
+    let start = binlog::start_position(db, &readiness, source.saved()).await;
     Ok(Some((source, start)))
 }
 

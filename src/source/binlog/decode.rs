@@ -1,0 +1,315 @@
+//! Turns binlog events into what the source acts on: row changes of STATUS_PROCESS by column
+//! name, transaction ends (safe places to save the position), file rotations, table maps that
+//! need the column names again, and statements that name the table (STATEMENT format, DDL).
+//! Compressed MariaDB events are inflated first. Nothing here knows what a row means.
+
+use std::collections::HashSet;
+
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::BinlogStream;
+use tracing::{debug, error};
+
+use super::compressed;
+use super::position::{rotate_name, Position};
+use crate::source::row::{RowChange, RowImage, RowKind};
+
+/// The table whose row events are followed.
+pub const TABLE: &str = "STATUS_PROCESS";
+
+/// MariaDB's GTID event type.
+const MARIADB_GTID_EVENT: u8 = 162;
+
+/// What one event comes to.
+#[derive(Debug)]
+pub enum Step {
+    Nothing,
+    /// A transaction ended: the position moved to a safe place to save.
+    Committed,
+    /// STATUS_PROCESS was mapped under a table id not seen yet (or its column count changed):
+    /// the column names must be read again.
+    Remap,
+    /// Rows of STATUS_PROCESS changed; the event's timestamp.
+    Rows(Vec<RowChange>, u32),
+    /// SQL text that names STATUS_PROCESS in our database: a change made in STATEMENT format
+    /// (no rows follow) or DDL.
+    Statement(String),
+}
+
+/// One connection's decoding state.
+pub struct Decoder {
+    database: String,
+    /// The server folds table names (`lower_case_table_names` > 0).
+    fold_case: bool,
+    /// Files the server has (and the one asked for), to read the artificial ROTATE's name.
+    known_files: Vec<String>,
+    /// Column names of the table, in table order.
+    pub names: Vec<String>,
+    table_id: Option<u64>,
+    mapped: HashSet<u64>,
+    /// The GTID of the transaction in progress; it becomes the position's at its end.
+    pending_gtid: Option<String>,
+    /// Between a BEGIN and its XID / COMMIT: not a place to save.
+    in_transaction: bool,
+}
+
+impl Decoder {
+    pub fn new(
+        database: &str,
+        fold_case: bool,
+        known_files: Vec<String>,
+        names: Vec<String>,
+    ) -> Decoder {
+        Decoder {
+            database: database.to_string(),
+            fold_case,
+            known_files,
+            names,
+            table_id: None,
+            mapped: HashSet::new(),
+            pending_gtid: None,
+            in_transaction: false,
+        }
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        if self.fold_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
+    /// True for `database.table` when that is our STATUS_PROCESS.
+    pub fn ours(&self, database: &str, table: &str) -> bool {
+        self.same(database, &self.database) && self.same(table, TABLE)
+    }
+
+    /// Decodes one event, moving `pos` along.
+    pub fn step(
+        &mut self,
+        event: Event,
+        stream: &BinlogStream,
+        pos: &mut Position,
+    ) -> Result<Step, String> {
+        let event = match compressed::decompress(&event) {
+            Ok(Some(plain)) => plain,
+            Ok(None) => event,
+            Err(e) => return Err(format!("compressed event at {pos}: {e}")),
+        };
+        let header = event.header();
+        if header.event_type_raw() == MARIADB_GTID_EVENT {
+            self.pending_gtid = mariadb_gtid(event.data(), header.server_id());
+            return Ok(Step::Nothing);
+        }
+        let data = match event.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(Step::Nothing),
+            Err(e) => return Err(e.to_string()),
+        };
+        let end = u64::from(header.log_pos());
+        Ok(match data {
+            EventData::RotateEvent(r) => {
+                pos.file = rotate_name(r.name_raw(), &self.known_files, end == 0);
+                pos.pos = r.position();
+                debug!(position = %pos, "binlog rotate");
+                Step::Nothing
+            }
+            EventData::TableMapEvent(t) => {
+                if !self.ours(&t.database_name(), &t.table_name()) {
+                    return Ok(Step::Nothing);
+                }
+                let id = t.table_id();
+                self.table_id = Some(id);
+                let stale = t.columns_count() as usize != self.names.len();
+                if self.mapped.insert(id) || stale {
+                    Step::Remap
+                } else {
+                    Step::Nothing
+                }
+            }
+            EventData::RowsEvent(rows) if Some(rows.table_id()) == self.table_id => {
+                match stream.get_tme(rows.table_id()) {
+                    Some(tme) => Step::Rows(self.changes(&rows, tme), header.timestamp()),
+                    None => Step::Nothing,
+                }
+            }
+            EventData::XidEvent(_) => {
+                self.in_transaction = false;
+                self.commit(pos, end);
+                Step::Committed
+            }
+            EventData::QueryEvent(q) => {
+                let sql = q.query();
+                let word = sql
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                if word == "BEGIN" {
+                    self.in_transaction = true;
+                    return Ok(Step::Nothing);
+                }
+                let ends = !self.in_transaction || matches!(word.as_str(), "COMMIT" | "ROLLBACK");
+                if ends && end != 0 {
+                    self.in_transaction = false;
+                    self.commit(pos, end);
+                }
+                if self.names_our_table(&q.schema(), &sql) {
+                    // DDL may reorder columns: map them again at the next TABLE_MAP.
+                    self.mapped.clear();
+                    Step::Statement(sql.into_owned())
+                } else if ends {
+                    Step::Committed
+                } else {
+                    Step::Nothing
+                }
+            }
+            EventData::GtidEvent(g) => {
+                self.pending_gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
+                Step::Nothing
+            }
+            _ => Step::Nothing,
+        })
+    }
+
+    /// A transaction (or statement) ended at `end`.
+    fn commit(&mut self, pos: &mut Position, end: u64) {
+        pos.pos = end;
+        if let Some(g) = self.pending_gtid.take() {
+            pos.gtid = Some(g);
+        }
+    }
+
+    /// True when a statement names STATUS_PROCESS in our database (its default schema is ours,
+    /// or it names ours). BEGIN, COMMIT and XA markers never do.
+    fn names_our_table(&self, schema: &str, sql: &str) -> bool {
+        let upper = sql.to_ascii_uppercase();
+        let upper = upper.trim();
+        if matches!(upper, "BEGIN" | "COMMIT" | "ROLLBACK") || upper.starts_with("XA ") {
+            return false;
+        }
+        let mentions_table = if self.fold_case {
+            upper.contains(TABLE)
+        } else {
+            sql.contains(TABLE)
+        };
+        let in_ours = self.same(schema, &self.database) || sql.contains(self.database.as_str());
+        mentions_table && in_ours
+    }
+
+    /// The row changes of one rows event, with columns named.
+    fn changes(
+        &self,
+        rows: &RowsEventData<'_>,
+        tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+    ) -> Vec<RowChange> {
+        let kind = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
+                RowKind::Insert
+            }
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
+                RowKind::Delete
+            }
+            _ => RowKind::Update,
+        };
+        let mut changes = Vec::new();
+        for row in rows.rows(tme) {
+            match row {
+                Ok((before, after)) => changes.push(RowChange {
+                    kind,
+                    before: before.map(|r| decode_row(r, &self.names)),
+                    after: after.map(|r| decode_row(r, &self.names)),
+                }),
+                Err(e) => {
+                    error!(error = %e, "undecodable STATUS_PROCESS row in the binlog; the sweep will catch its alarm");
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Decodes a binlog row into named columns. Columns come from the event by their position in
+/// the table (`@N` when the event carries no names), named from `names` (information_schema).
+fn decode_row(row: BinlogRow, names: &[String]) -> RowImage {
+    let cols: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|c| {
+            let n = c.name_str();
+            match n.strip_prefix('@').and_then(|i| i.parse::<usize>().ok()) {
+                Some(i) => names.get(i).cloned().unwrap_or_else(|| n.to_string()),
+                None => n.to_string(),
+            }
+        })
+        .collect();
+    let values = row.unwrap();
+    RowImage {
+        columns: cols
+            .into_iter()
+            .zip(values)
+            .filter_map(|(name, v)| match v {
+                BinlogValue::Value(v) => Some((name, v)),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// `domain-server-seq` from a MariaDB GTID event body (seq_no u64, domain_id u32, little endian).
+fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<String> {
+    let seq = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+    let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
+    Some(format!("{domain}-{server_id}-{seq}"))
+}
+
+fn uuid_text(sid: &[u8; 16]) -> String {
+    let h: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mariadb_gtid_decodes() {
+        let mut d = 42u64.to_le_bytes().to_vec();
+        d.extend_from_slice(&3u32.to_le_bytes());
+        d.push(0);
+        assert_eq!(mariadb_gtid(&d, 1).as_deref(), Some("3-1-42"));
+        assert_eq!(mariadb_gtid(&d[..5], 1), None);
+    }
+
+    #[test]
+    fn table_names_fold_only_where_the_server_folds_them() {
+        let exact = Decoder::new("app", false, vec![], vec![]);
+        assert!(exact.ours("app", "STATUS_PROCESS"));
+        assert!(!exact.ours("app", "status_process"));
+        assert!(!exact.ours("App", "STATUS_PROCESS"));
+        let folding = Decoder::new("App", true, vec![], vec![]);
+        assert!(folding.ours("app", "status_process"));
+        assert!(!folding.ours("app", "status_process2"));
+    }
+
+    #[test]
+    fn statements_naming_our_table_are_recognised() {
+        let d = Decoder::new("app", false, vec![], vec![]);
+        assert!(d.names_our_table("app", "UPDATE STATUS_PROCESS SET alarma = 1"));
+        assert!(d.names_our_table("other", "update app.STATUS_PROCESS set alarma=1"));
+        assert!(!d.names_our_table("other", "UPDATE STATUS_PROCESS SET alarma = 1"));
+        assert!(!d.names_our_table("app", "BEGIN"));
+        assert!(!d.names_our_table("app", "UPDATE status_process SET alarma = 1"));
+        let folding = Decoder::new("app", true, vec![], vec![]);
+        assert!(folding.names_our_table("APP", "update status_process set alarma = 1"));
+    }
+}
