@@ -75,8 +75,8 @@ pub async fn gtid_state_at(conn: &mut Conn, pos: &Position) -> Option<String> {
         pos.file.replace('\'', ""),
         pos.pos
     );
-    let state: Option<Option<String>> = conn.query_first(sql).await.ok();
-    state.flatten().filter(|s| !s.is_empty())
+    let state: Option<(Option<String>,)> = conn.query_first(sql).await.ok().flatten();
+    state.and_then(|(s,)| s).filter(|s| !s.is_empty())
 }
 
 /// The column names of `STATUS_PROCESS`, in table order.

@@ -129,7 +129,10 @@ async fn global_flag(conn: &mut Conn, name: &str) -> Option<bool> {
 pub async fn origin(conn: &mut Conn, flavor: Flavor) -> Result<Origin, mysql_async::Error> {
     let server_id: Option<u32> = conn.query_first("SELECT @@server_id").await?;
     let server_uuid = match flavor {
-        Flavor::MySql => conn.query_first("SELECT @@server_uuid").await?,
+        Flavor::MySql => {
+            let uuid: Option<(Option<String>,)> = conn.query_first("SELECT @@server_uuid").await?;
+            uuid.and_then(|(u,)| u)
+        }
         Flavor::MariaDb => None,
     };
     Ok(Origin {

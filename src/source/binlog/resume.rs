@@ -47,11 +47,16 @@ pub fn judge(
         return Verdict::Purged;
     }
     if let (Some(want), Some(there)) = (&saved.at.gtid, gtid_there) {
-        let there: Vec<&str> = there.unwrap_or("").split(',').map(str::trim).collect();
-        if !want.split(',').all(|g| there.contains(&g.trim())) {
+        let Some(there) = there else {
             return Verdict::Replaced(format!(
-                "the server's log has GTID state {:?} at {}, the saved position had {want}",
-                there.join(","),
+                "the server's log has no event boundary at {}",
+                saved.at
+            ));
+        };
+        let have: Vec<&str> = there.split(',').map(str::trim).collect();
+        if !want.split(',').all(|g| have.contains(&g.trim())) {
+            return Verdict::Replaced(format!(
+                "the server's log has GTID state {there} at {}, the saved position had {want}",
                 saved.at
             ));
         }

@@ -128,6 +128,16 @@ impl OwnServer {
     }
 }
 
+impl OwnServer {
+    /// Restarts it with `extra` options added to its command line (SIGKILL, then the same
+    /// command), e.g. a setting that can only be given at start-up.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.argv.extend(extra.iter().map(|a| a.to_string()));
+        self.restart().await;
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         testdb(&self.dir, "stop");
