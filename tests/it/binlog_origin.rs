@@ -112,3 +112,54 @@ async fn a_position_saved_from_a_replaced_server_is_not_resumed() {
         "each alarm handled once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_resumes_on_the_same_server_by_gtid_where_it_has_them() {
+    let db = TestDb::new().await;
+    let mariadb = db.query_strings("SELECT VERSION()").await[0].contains("MariaDB");
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "svc1").await;
+    db.add_process(2, "svc2").await;
+    let daemon = daemon_on(&s, &db).await;
+    db.set_alarm(1).await;
+    assert!(db.wait_cleared(1, Duration::from_secs(5)).await);
+    assert_eq!(daemon.stop().await.code(), Some(0));
+    let saved = std::fs::read_to_string(s.path("state/binlog_position")).unwrap();
+    let first: Vec<&str> = saved.lines().next().unwrap().split_whitespace().collect();
+    if mariadb {
+        assert_eq!(first.len(), 3, "no GTID state saved: {saved}");
+    }
+
+    // Raised and cleared while the daemon was away: no sweep can see it, the resumed log does.
+    db.add_process(3, "svc3").await;
+    db.set_alarm(3).await;
+    db.exec("UPDATE STATUS_PROCESS SET alarma = 0 WHERE process_id = 3")
+        .await;
+
+    let mut daemon = daemon_on(&s, &db).await;
+    daemon
+        .wait_log("binlog: alarm raised process_id=3", Duration::from_secs(5))
+        .await;
+    let t = Instant::now();
+    db.set_alarm(2).await;
+    assert!(db.wait_cleared(2, Duration::from_secs(5)).await);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    let log = daemon.log_text();
+    assert_eq!(daemon.stop().await.code(), Some(0));
+    assert!(
+        log.contains("resuming the binlog at the saved position"),
+        "{log}"
+    );
+    if mariadb {
+        assert!(log.contains("by_gtid=true"), "{log}");
+    }
+    assert!(!log.contains("[WARNING]"), "{log}");
+    assert_eq!(triggers(&db, 2).await, vec!["binlog"]);
+    assert_eq!(s.systemctl_calls(), vec!["restart svc1", "restart svc2"]);
+    db.drop_db().await;
+}

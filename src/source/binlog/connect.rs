@@ -5,6 +5,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
 use super::decode::TABLE;
+use super::gtid;
 use super::position::Position;
 use super::readiness::{binlog_files, current_position, Flavor};
 use super::{BinlogFatal, End, HEARTBEAT};
@@ -96,12 +97,14 @@ pub async fn column_names(
     .await
 }
 
-/// Asks for the stream at `pos`, with a heartbeat (and MariaDB's GTID events).
+/// Asks for the stream at `pos` (by its GTID state when `by_gtid`), with a heartbeat (and
+/// MariaDB's GTID events).
 pub async fn request(
     mut conn: Conn,
     server_id: u32,
     flavor: Flavor,
     pos: &Position,
+    by_gtid: bool,
 ) -> Result<BinlogStream, End> {
     let mut setup = vec![format!(
         "SET @master_heartbeat_period = {}",
@@ -109,6 +112,12 @@ pub async fn request(
     )];
     if flavor == Flavor::MariaDb {
         setup.push("SET @mariadb_slave_capability = 4".to_string());
+    }
+    // MariaDB resumes at the GTID state (it then ignores the file and offset).
+    if let Some(state) = pos.gtid.as_deref().filter(|s| by_gtid && gtid::is_state(s)) {
+        setup.push(format!("SET @slave_connect_state = '{state}'"));
+        setup.push("SET @slave_gtid_strict_mode = 0".to_string());
+        setup.push("SET @slave_gtid_ignore_duplicates = 0".to_string());
     }
     for sql in setup {
         if let Err(e) = conn.query_drop(sql).await {

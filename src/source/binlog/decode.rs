@@ -12,6 +12,7 @@ use mysql_async::BinlogStream;
 use tracing::{debug, error};
 
 use super::compressed;
+use super::gtid;
 use super::position::{rotate_name, Position};
 use crate::source::row::{RowChange, RowImage, RowKind};
 
@@ -52,6 +53,8 @@ pub struct Decoder {
     pending_gtid: Option<String>,
     /// Between a BEGIN and its XID / COMMIT: not a place to save.
     in_transaction: bool,
+    /// The stream was asked for by GTID state: its first ROTATE does not give the offset.
+    pub by_gtid: bool,
 }
 
 impl Decoder {
@@ -70,6 +73,7 @@ impl Decoder {
             mapped: HashSet::new(),
             pending_gtid: None,
             in_transaction: false,
+            by_gtid: false,
         }
     }
 
@@ -111,8 +115,12 @@ impl Decoder {
         let end = u64::from(header.log_pos());
         Ok(match data {
             EventData::RotateEvent(r) => {
-                pos.file = rotate_name(r.name_raw(), &self.known_files, end == 0);
-                pos.pos = r.position();
+                let file = rotate_name(r.name_raw(), &self.known_files, end == 0);
+                // Resumed by GTID in the same file: the offset stays the one the state was at.
+                if !(end == 0 && self.by_gtid && file == pos.file) {
+                    pos.pos = r.position();
+                }
+                pos.file = file;
                 debug!(position = %pos, "binlog rotate");
                 Step::Nothing
             }
@@ -178,7 +186,9 @@ impl Decoder {
     fn commit(&mut self, pos: &mut Position, end: u64) {
         pos.pos = end;
         if let Some(g) = self.pending_gtid.take() {
-            pos.gtid = Some(g);
+            // A MariaDB state advances by domain; anything else is the last GTID.
+            let state = pos.gtid.as_deref().filter(|s| gtid::is_state(s));
+            pos.gtid = Some(state.and_then(|s| gtid::advance(s, &g)).unwrap_or(g));
         }
     }
 

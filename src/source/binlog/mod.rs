@@ -5,11 +5,13 @@
 //! asked for), with reconnects under backoff and jitter and a heartbeat with an idle timeout.
 //!
 //! Beside it: the start-up readiness ([`readiness`]), the saved position bound to its server
-//! ([`position`], [`resume`]) and MariaDB's compressed events ([`compressed`]).
+//! ([`position`], [`resume`]; on MariaDB resumed by GTID, [`gtid`]) and MariaDB's compressed
+//! events ([`compressed`]).
 
 pub mod compressed;
 pub mod connect;
 pub mod decode;
+pub mod gtid;
 pub mod position;
 pub mod readiness;
 pub mod resume;
@@ -282,19 +284,22 @@ impl BinlogSource {
         let session = connect::session(&mut conn, self.flavor, pos)
             .await
             .map_err(End::Lost)?;
-        let stream = connect::request(conn, self.server_id, self.flavor, pos).await?;
-        info!(position = %pos, server_id = self.server_id, "binlog connected");
+        let by_gtid =
+            self.flavor == Flavor::MariaDb && pos.gtid.as_deref().is_some_and(gtid::is_state);
+        let stream = connect::request(conn, self.server_id, self.flavor, pos, by_gtid).await?;
+        info!(position = %pos, gtid = pos.gtid.as_deref().unwrap_or(""), by_gtid, server_id = self.server_id, "binlog connected");
         self.save(pos);
         self.set_status(|s| {
             s.connected = true;
             s.position = Some(pos.clone());
         });
-        let decoder = Decoder::new(
+        let mut decoder = Decoder::new(
             &self.db.database,
             session.fold_case,
             session.files,
             session.names,
         );
+        decoder.by_gtid = by_gtid;
         Ok((stream, decoder))
     }
 
