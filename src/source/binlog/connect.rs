@@ -5,9 +5,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
 use super::decode::TABLE;
-use super::gtid;
 use super::position::Position;
 use super::readiness::{binlog_files, current_position, Flavor};
+use super::{gtid, gtid_set};
 use super::{BinlogFatal, End, HEARTBEAT};
 use crate::config::DatabaseConfig;
 use crate::db;
@@ -124,9 +124,18 @@ pub async fn request(
             return Err(End::Lost(e.to_string()));
         }
     }
-    let request = BinlogStreamRequest::new(server_id)
+    let mut request = BinlogStreamRequest::new(server_id)
         .with_filename(pos.file.as_bytes())
         .with_pos(pos.pos);
+    // MySQL resumes by the GTID set (COM_BINLOG_DUMP_GTID).
+    let sids = pos
+        .gtid_set
+        .as_deref()
+        .filter(|_| by_gtid && flavor == Flavor::MySql)
+        .and_then(gtid_set::sids);
+    if let Some(sids) = sids {
+        request = request.with_gtid().with_gtid_set(sids);
+    }
     conn.get_binlog_stream(request)
         .await
         .map_err(|e| classify(e, server_id))

@@ -12,8 +12,8 @@ use mysql_async::BinlogStream;
 use tracing::{debug, error};
 
 use super::compressed;
-use super::gtid;
 use super::position::{rotate_name, Position};
+use super::{gtid, gtid_set};
 use crate::source::row::{RowChange, RowImage, RowKind};
 
 /// The table whose row events are followed.
@@ -33,8 +33,8 @@ pub enum Step {
     Remap,
     /// Rows of STATUS_PROCESS changed; the event's timestamp.
     Rows(Vec<RowChange>, u32),
-    /// SQL text that names STATUS_PROCESS in our database: a change made in STATEMENT format
-    /// (no rows follow) or DDL.
+    /// A data change to STATUS_PROCESS in our database logged as SQL text (STATEMENT format):
+    /// no rows follow.
     Statement(String),
 }
 
@@ -51,6 +51,8 @@ pub struct Decoder {
     mapped: HashSet<u64>,
     /// The GTID of the transaction in progress; it becomes the position's at its end.
     pending_gtid: Option<String>,
+    /// The same for MySQL, as `(uuid, gno)` (untagged GTIDs only).
+    pending_mysql: Option<(String, u64)>,
     /// Between a BEGIN and its XID / COMMIT: not a place to save.
     in_transaction: bool,
     /// The stream was asked for by GTID state: its first ROTATE does not give the offset.
@@ -72,6 +74,7 @@ impl Decoder {
             table_id: None,
             mapped: HashSet::new(),
             pending_gtid: None,
+            pending_mysql: None,
             in_transaction: false,
             by_gtid: false,
         }
@@ -164,18 +167,27 @@ impl Decoder {
                     self.in_transaction = false;
                     self.commit(pos, end);
                 }
-                if self.names_our_table(&q.schema(), &sql) {
+                if !self.names_our_table(&q.schema(), &sql) {
+                    // Not ours.
+                } else if matches!(
+                    word.as_str(),
+                    "UPDATE" | "INSERT" | "REPLACE" | "DELETE" | "LOAD" | "WITH"
+                ) {
+                    return Ok(Step::Statement(sql.into_owned()));
+                } else {
                     // DDL may reorder columns: map them again at the next TABLE_MAP.
                     self.mapped.clear();
-                    Step::Statement(sql.into_owned())
-                } else if ends {
+                }
+                if ends {
                     Step::Committed
                 } else {
                     Step::Nothing
                 }
             }
             EventData::GtidEvent(g) => {
-                self.pending_gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
+                let uuid = uuid_text(&g.sid());
+                self.pending_mysql = (!g.is_tagged()).then(|| (uuid.clone(), g.gno()));
+                self.pending_gtid = Some(format!("{uuid}:{}", g.gno()));
                 Step::Nothing
             }
             _ => Step::Nothing,
@@ -185,6 +197,12 @@ impl Decoder {
     /// A transaction (or statement) ended at `end`.
     fn commit(&mut self, pos: &mut Position, end: u64) {
         pos.pos = end;
+        if let Some((uuid, gno)) = self.pending_mysql.take() {
+            pos.gtid_set = pos
+                .gtid_set
+                .as_deref()
+                .and_then(|set| gtid_set::add(set, &uuid, gno));
+        }
         if let Some(g) = self.pending_gtid.take() {
             // A MariaDB state advances by domain; anything else is the last GTID.
             let state = pos.gtid.as_deref().filter(|s| gtid::is_state(s));

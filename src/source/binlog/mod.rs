@@ -5,13 +5,14 @@
 //! asked for), with reconnects under backoff and jitter and a heartbeat with an idle timeout.
 //!
 //! Beside it: the start-up readiness ([`readiness`]), the saved position bound to its server
-//! ([`position`], [`resume`]; on MariaDB resumed by GTID, [`gtid`]) and MariaDB's compressed
+//! ([`position`], [`resume`]; resumed by GTID: MariaDB [`gtid`], MySQL [`gtid_set`]) and MariaDB's compressed
 //! events ([`compressed`]).
 
 pub mod compressed;
 pub mod connect;
 pub mod decode;
 pub mod gtid;
+pub mod gtid_set;
 pub mod position;
 pub mod readiness;
 pub mod resume;
@@ -207,6 +208,7 @@ impl BinlogSource {
                     warn!(position = %pos, reason = %msg, "the saved binlog position is no longer on the server; starting at the current end (the sweep catches what was missed)");
                     pos.file.clear();
                     pos.gtid = None;
+                    pos.gtid_set = None;
                     "position purged".to_string()
                 }
                 End::Lost(msg) => msg,
@@ -270,7 +272,7 @@ impl BinlogSource {
                 }
                 Step::Statement(sql) => {
                     let sql: String = sql.chars().take(120).collect();
-                    info!(statement = %sql, "a statement naming STATUS_PROCESS arrived as SQL text (STATEMENT format or DDL); sweeping now");
+                    info!(statement = %sql, "a change to STATUS_PROCESS arrived as SQL text (binlog_format = STATEMENT in that session); sweeping now");
                     kick.notify_one();
                     self.bookkeep(pos, &mut books);
                 }
@@ -284,8 +286,10 @@ impl BinlogSource {
         let session = connect::session(&mut conn, self.flavor, pos)
             .await
             .map_err(End::Lost)?;
-        let by_gtid =
-            self.flavor == Flavor::MariaDb && pos.gtid.as_deref().is_some_and(gtid::is_state);
+        let by_gtid = match self.flavor {
+            Flavor::MariaDb => pos.gtid.as_deref().is_some_and(gtid::is_state),
+            Flavor::MySql => pos.gtid_set.as_deref().is_some_and(gtid_set::is_set),
+        };
         let stream = connect::request(conn, self.server_id, self.flavor, pos, by_gtid).await?;
         info!(position = %pos, gtid = pos.gtid.as_deref().unwrap_or(""), by_gtid, server_id = self.server_id, "binlog connected");
         self.save(pos);

@@ -9,6 +9,8 @@ pub struct Position {
     /// GTID state at this place: MariaDB `domain-server-seq` (comma separated when the server
     /// has several domains), MySQL `uuid:gno` of the last transaction.
     pub gtid: Option<String>,
+    /// MySQL: every transaction the log holds up to here (`@@gtid_executed` form), when known.
+    pub gtid_set: Option<String>,
 }
 
 impl std::fmt::Display for Position {
@@ -35,7 +37,12 @@ impl Position {
         if f.next().is_some() || !valid_file_name(&file) {
             return None;
         }
-        Some(Position { file, pos, gtid })
+        Some(Position {
+            file,
+            pos,
+            gtid,
+            gtid_set: None,
+        })
     }
 }
 
@@ -49,7 +56,7 @@ pub struct Origin {
 }
 
 /// The position file: the position, then (since the daemon binds positions to servers) one
-/// `server_id N` line and, on MySQL, one `server_uuid U` line. A file of the old one-line
+/// `server_id N` line and, on MySQL, one `server_uuid U` line and one `gtid_set S` line. A file of the old one-line
 /// format has no origin: it is unbound and trusted when its file is still on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saved {
@@ -66,13 +73,17 @@ impl Saved {
                 text.push_str(&format!("server_uuid {u}\n"));
             }
         }
+        if let Some(set) = &self.at.gtid_set {
+            let set: String = set.chars().filter(|c| !c.is_whitespace()).collect();
+            text.push_str(&format!("gtid_set {set}\n"));
+        }
         text
     }
 
     /// Reads either format; `None` when the text is neither.
     pub fn from_text(text: &str) -> Option<Saved> {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let at = Position::from_text(lines.next()?)?;
+        let mut at = Position::from_text(lines.next()?)?;
         let mut server_id = None;
         let mut server_uuid = None;
         for line in lines {
@@ -81,6 +92,7 @@ impl Saved {
                 ("server_uuid", v) if !v.trim().is_empty() => {
                     server_uuid = Some(v.trim().to_string())
                 }
+                ("gtid_set", v) if !v.trim().is_empty() => at.gtid_set = Some(v.trim().to_string()),
                 _ => return None,
             }
         }
@@ -135,6 +147,7 @@ mod tests {
             file: "mysql-bin.000004".into(),
             pos: 1234,
             gtid: Some("0-1-42".into()),
+            gtid_set: None,
         };
         assert_eq!(Position::from_text(&p.to_text()), Some(p.clone()));
         let q = Position { gtid: None, ..p };
@@ -149,8 +162,10 @@ mod tests {
         let old = Saved::from_text("mysql-bin.000004 1234 0-1-42\n").unwrap();
         assert_eq!(old.origin, None);
         assert_eq!(old.at.pos, 1234);
+        let mut at = old.at.clone();
+        at.gtid_set = Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".into());
         let bound = Saved {
-            at: old.at.clone(),
+            at,
             origin: Some(Origin {
                 server_id: 7,
                 server_uuid: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562".into()),

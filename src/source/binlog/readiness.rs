@@ -251,10 +251,17 @@ pub async fn current_position(conn: &mut Conn) -> Result<Option<Position>, mysql
     Ok(row.and_then(|r| {
         let file: String = r.get_opt(0)?.ok()?;
         let pos: u64 = r.get_opt(1)?.ok()?;
+        // MySQL's fifth column: the GTID set executed up to here.
+        let gtid_set = r
+            .get_opt::<String, usize>(4)
+            .and_then(Result::ok)
+            .map(|s| s.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+            .filter(|s| super::gtid_set::is_set(s));
         Some(Position {
             file,
             pos,
             gtid: None,
+            gtid_set,
         })
     }))
 }

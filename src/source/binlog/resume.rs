@@ -3,6 +3,7 @@
 //! catches what was missed). A position is bound to its server by `server_id`, MySQL's
 //! `server_uuid`, and on MariaDB by the GTID state the log has at that place.
 
+use mysql_async::prelude::Queryable;
 use tracing::{info, warn};
 
 use super::connect::gtid_state_at;
@@ -70,6 +71,7 @@ pub async fn start_position(db: &Db, readiness: &Readiness, saved: Option<Saved>
         file: String::new(),
         pos: 4,
         gtid: None,
+        gtid_set: None,
     });
     let Some(saved) = saved else {
         return current;
@@ -98,11 +100,32 @@ pub async fn start_position(db: &Db, readiness: &Readiness, saved: Option<Saved>
             warn!(saved = %saved.at, current = %current, "the saved binlog position is no longer on the server (purged?); starting at the current end, the start-up sweep catches what was missed");
             current
         }
+        Verdict::Replaced(why) if has_history(db, readiness.flavor, &saved.at).await => {
+            warn!(saved = %saved.at, reason = %why, "the saved binlog position comes from another server, but this one has every transaction it had seen (failover?); resuming by GTID");
+            saved.at
+        }
         Verdict::Replaced(why) => {
             warn!(saved = %saved.at, current = %current, reason = %why, "the saved binlog position belongs to another server (replaced or rebuilt?); starting at the current end, the start-up sweep catches what was missed");
             current
         }
     }
+}
+
+/// MySQL: true when the server has executed every transaction of the position's GTID set
+/// (a replica promoted in the old server's place), so the set can be resumed from.
+async fn has_history(db: &Db, flavor: Flavor, at: &Position) -> bool {
+    let Some(set) = at.gtid_set.as_deref().filter(|_| flavor == Flavor::MySql) else {
+        return false;
+    };
+    let Ok(mut conn) = db.conn().await else {
+        return false;
+    };
+    let subset: Option<(Option<i64>,)> = conn
+        .exec_first("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", (set,))
+        .await
+        .ok()
+        .flatten();
+    subset.and_then(|(s,)| s) == Some(1)
 }
 
 #[cfg(test)]
@@ -115,6 +138,7 @@ mod tests {
                 file: "mysql-bin.000001".into(),
                 pos: 900,
                 gtid: gtid.map(str::to_string),
+                gtid_set: None,
             },
             origin: origin.map(|(server_id, u)| Origin {
                 server_id,
