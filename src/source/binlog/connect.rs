@@ -134,7 +134,12 @@ pub async fn request(
         .filter(|_| by_gtid && flavor == Flavor::MySql)
         .and_then(gtid_set::sids);
     if let Some(sids) = sids {
-        request = request.with_gtid().with_gtid_set(sids);
+        // No file: the server finds the first transaction the set lacks itself.
+        request = BinlogStreamRequest::new(server_id)
+            .with_gtid()
+            .with_filename(b"")
+            .with_pos(4u64)
+            .with_gtid_set(sids);
     }
     conn.get_binlog_stream(request)
         .await

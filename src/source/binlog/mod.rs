@@ -291,7 +291,12 @@ impl BinlogSource {
             Flavor::MySql => pos.gtid_set.as_deref().is_some_and(gtid_set::is_set),
         };
         let stream = connect::request(conn, self.server_id, self.flavor, pos, by_gtid).await?;
-        info!(position = %pos, gtid = pos.gtid.as_deref().unwrap_or(""), by_gtid, server_id = self.server_id, "binlog connected");
+        let gtid = pos
+            .gtid_set
+            .as_deref()
+            .or(pos.gtid.as_deref())
+            .unwrap_or("");
+        info!(position = %pos, gtid, by_gtid, server_id = self.server_id, "binlog connected");
         self.save(pos);
         self.set_status(|s| {
             s.connected = true;
