@@ -118,28 +118,15 @@ impl Decoder {
         let end = u64::from(header.log_pos());
         Ok(match data {
             EventData::RotateEvent(r) => {
-                let file = rotate_name(r.name_raw(), &self.known_files, end == 0);
-                // Resumed by GTID in the same file: the offset stays the one the state was at.
-                if !(end == 0 && self.by_gtid && file == pos.file) {
-                    pos.pos = r.position();
-                }
-                pos.file = file;
-                debug!(position = %pos, "binlog rotate");
+                self.rotate(r.name_raw(), r.position(), end == 0, pos);
                 Step::Nothing
             }
-            EventData::TableMapEvent(t) => {
-                if !self.ours(&t.database_name(), &t.table_name()) {
-                    return Ok(Step::Nothing);
-                }
-                let id = t.table_id();
-                self.table_id = Some(id);
-                let stale = t.columns_count() as usize != self.names.len();
-                if self.mapped.insert(id) || stale {
-                    Step::Remap
-                } else {
-                    Step::Nothing
-                }
-            }
+            EventData::TableMapEvent(t) => self.table_map(
+                &t.database_name(),
+                &t.table_name(),
+                t.table_id(),
+                t.columns_count(),
+            ),
             EventData::RowsEvent(rows) if Some(rows.table_id()) == self.table_id => {
                 match stream.get_tme(rows.table_id()) {
                     Some(tme) => Step::Rows(self.changes(&rows, tme), header.timestamp()),
@@ -151,39 +138,7 @@ impl Decoder {
                 self.commit(pos, end);
                 Step::Committed
             }
-            EventData::QueryEvent(q) => {
-                let sql = q.query();
-                let word = sql
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_uppercase();
-                if word == "BEGIN" {
-                    self.in_transaction = true;
-                    return Ok(Step::Nothing);
-                }
-                let ends = !self.in_transaction || matches!(word.as_str(), "COMMIT" | "ROLLBACK");
-                if ends && end != 0 {
-                    self.in_transaction = false;
-                    self.commit(pos, end);
-                }
-                if !self.names_our_table(&q.schema(), &sql) {
-                    // Not ours.
-                } else if matches!(
-                    word.as_str(),
-                    "UPDATE" | "INSERT" | "REPLACE" | "DELETE" | "LOAD" | "WITH"
-                ) {
-                    return Ok(Step::Statement(sql.into_owned()));
-                } else {
-                    // DDL may reorder columns: map them again at the next TABLE_MAP.
-                    self.mapped.clear();
-                }
-                if ends {
-                    Step::Committed
-                } else {
-                    Step::Nothing
-                }
-            }
+            EventData::QueryEvent(q) => self.query(&q.schema(), &q.query(), end, pos),
             EventData::GtidEvent(g) => {
                 let uuid = uuid_text(&g.sid());
                 self.pending_mysql = (!g.is_tagged()).then(|| (uuid.clone(), g.gno()));
@@ -192,6 +147,65 @@ impl Decoder {
             }
             _ => Step::Nothing,
         })
+    }
+
+    /// A ROTATE: the file (and offset) the log goes on in.
+    fn rotate(&mut self, raw_name: &[u8], offset: u64, artificial: bool, pos: &mut Position) {
+        let file = rotate_name(raw_name, &self.known_files, artificial);
+        // Resumed by GTID in the same file: the offset stays the one the state was at.
+        if !(artificial && self.by_gtid && file == pos.file) {
+            pos.pos = offset;
+        }
+        pos.file = file;
+        debug!(position = %pos, "binlog rotate");
+    }
+
+    /// A TABLE_MAP: ours under a new id (or with another column count) needs the names again.
+    fn table_map(&mut self, database: &str, table: &str, id: u64, columns: u64) -> Step {
+        if !self.ours(database, table) {
+            return Step::Nothing;
+        }
+        self.table_id = Some(id);
+        let stale = columns as usize != self.names.len();
+        if self.mapped.insert(id) || stale {
+            Step::Remap
+        } else {
+            Step::Nothing
+        }
+    }
+
+    /// A QUERY: BEGIN opens a transaction; anything else outside one (DDL) or COMMIT ends it; a
+    /// data change to our table in SQL text is a [`Step::Statement`]; DDL on it remaps.
+    fn query(&mut self, schema: &str, sql: &str, end: u64, pos: &mut Position) -> Step {
+        let word = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if word == "BEGIN" {
+            self.in_transaction = true;
+            return Step::Nothing;
+        }
+        let ends = !self.in_transaction || matches!(word.as_str(), "COMMIT" | "ROLLBACK");
+        if ends && end != 0 {
+            self.in_transaction = false;
+            self.commit(pos, end);
+        }
+        if self.names_our_table(schema, sql) {
+            if matches!(
+                word.as_str(),
+                "UPDATE" | "INSERT" | "REPLACE" | "DELETE" | "LOAD" | "WITH"
+            ) {
+                return Step::Statement(sql.to_string());
+            }
+            // DDL may reorder columns: map them again at the next TABLE_MAP.
+            self.mapped.clear();
+        }
+        if ends {
+            Step::Committed
+        } else {
+            Step::Nothing
+        }
     }
 
     /// A transaction (or statement) ended at `end`.
@@ -327,6 +341,43 @@ mod tests {
         let folding = Decoder::new("App", true, vec![], vec![]);
         assert!(folding.ours("app", "status_process"));
         assert!(!folding.ours("app", "status_process2"));
+    }
+
+    fn at() -> Position {
+        Position {
+            file: "mysql-bin.000001".into(),
+            pos: 4,
+            gtid: Some("0-1-1".into()),
+            gtid_set: None,
+        }
+    }
+
+    #[test]
+    fn statement_dml_is_a_statement_ddl_remaps_and_transactions_end_where_they_end() {
+        let mut d = Decoder::new("app", false, vec![], vec![]);
+        let mut pos = at();
+        d.pending_gtid = Some("0-1-2".into());
+        assert!(matches!(
+            d.query("app", "BEGIN", 100, &mut pos),
+            Step::Nothing
+        ));
+        assert!(matches!(
+            d.query("app", "UPDATE STATUS_PROCESS SET alarma = 1", 200, &mut pos),
+            Step::Statement(_)
+        ));
+        assert_eq!(pos.pos, 4, "not a place to save: inside the transaction");
+        assert!(matches!(
+            d.query("app", "COMMIT", 300, &mut pos),
+            Step::Committed
+        ));
+        assert_eq!((pos.pos, pos.gtid.as_deref()), (300, Some("0-1-2")));
+        d.mapped.insert(7);
+        assert!(matches!(
+            d.query("app", "ALTER TABLE STATUS_PROCESS ADD x INT", 400, &mut pos),
+            Step::Committed
+        ));
+        assert!(d.mapped.is_empty(), "DDL maps the columns again");
+        assert_eq!(pos.pos, 400);
     }
 
     #[test]
