@@ -149,11 +149,6 @@ impl BinlogSource {
         }
     }
 
-    /// The saved position alone (see [`BinlogSource::saved`]).
-    pub fn saved_position(&self) -> Option<Position> {
-        self.saved().map(|s| s.at)
-    }
-
     fn save(&self, p: &Position) {
         let saved = Saved {
             at: p.clone(),
