@@ -266,7 +266,12 @@ impl BinlogSource {
                     }
                 }
                 Step::Statement(sql) => {
-                    let sql: String = sql.chars().take(120).collect();
+                    // One log line, whatever the statement holds.
+                    let sql: String = sql
+                        .chars()
+                        .take(120)
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
                     info!(statement = %sql, "a change to STATUS_PROCESS arrived as SQL text (binlog_format = STATEMENT in that session); sweeping now");
                     kick.notify_one();
                     self.bookkeep(pos, &mut books);
