@@ -45,6 +45,7 @@ impl Settings {
         }
         lines.push(match self.row_image.to_ascii_uppercase().as_str() {
             "MINIMAL" => "binlog_row_image = MINIMAL: columns are read from the images' bitmaps; an UPDATE that sets alarma = 1 triggers, the procedure re-reads the row".to_string(),
+            "NOBLOB" => "binlog_row_image = NOBLOB: images lack unchanged BLOB/TEXT columns; alarma and process_id are always in them".to_string(),
             image => format!("binlog_row_image = {image}: full before and after images are compared"),
         });
         lines.push(if self.lower_case_table_names == 0 {
