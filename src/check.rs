@@ -80,13 +80,17 @@ async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
     let problems = match binlog::check(db, &config.database.user).await {
         Ok(r) => {
             let at = r.position.map(|p| p.to_string()).unwrap_or_default();
-            return (
-                vec![Finding::Ok(format!(
-                    "the binlog can be followed (ROW, now at {at}, server_id {})",
-                    binlog::server_id(config.monitor.server_id)
-                ))],
-                false,
+            let mut findings = vec![Finding::Ok(format!(
+                "the binlog can be followed (ROW, now at {at}, server_id {})",
+                binlog::server_id(config.monitor.server_id)
+            ))];
+            findings.extend(
+                r.settings
+                    .report()
+                    .into_iter()
+                    .map(|s| Finding::Ok(format!("binlog: {s}"))),
             );
+            return (findings, false);
         }
         Err(problems) => problems,
     };

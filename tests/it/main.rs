@@ -5,6 +5,8 @@
 mod common;
 
 mod binlog;
+mod binlog_origin;
+mod binlog_settings;
 mod breaker;
 mod cli;
 mod commands;

@@ -145,6 +145,16 @@ impl OwnServer {
     }
 }
 
+impl OwnServer {
+    /// Restarts it with `extra` options added to its command line (SIGKILL, then the same
+    /// command), e.g. a setting that can only be given at start-up.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.argv.extend(extra.iter().map(|a| a.to_string()));
+        self.restart().await;
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         // Once seen under load: the stop said "stopped and removed" and yet its status was a
