@@ -66,9 +66,9 @@ fn hint_for(e: &mysql_async::Error) -> &'static str {
                 "; grant the daemon's account the privileges listed in sql/setup.sql"
             }
             1146 => "; load sql/setup.sql into the configured database",
-            _ => "",
+            _ => crate::tls::hint(e),
         },
-        _ => "",
+        _ => crate::tls::hint(e),
     }
 }
 
@@ -469,7 +469,9 @@ pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
         .user(Some(cfg.user.clone()))
         .pass(cfg.password.as_ref().map(|p| p.expose().to_string()))
         .db_name(Some(cfg.database.clone()))
-        .tcp_keepalive(Some(Duration::from_secs(30)));
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        // ssl_mode: `preferred` asks the server once here whether it offers TLS.
+        .ssl_opts(crate::tls::ssl_opts(cfg));
     match &cfg.socket {
         Some(sock) => opts.socket(Some(sock.display().to_string())),
         None => opts

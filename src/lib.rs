@@ -24,6 +24,7 @@ pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
+pub mod tls;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -347,7 +348,7 @@ async fn plan_binlog(
         info!("binlog = off: running on sweeps alone");
         return Ok(None);
     }
-    let readiness = match binlog::check(db, &config.database.user).await {
+    let readiness = match source::replica::check(config, db).await {
         Ok(r) => r,
         Err(problems) => {
             let all = problems.join("; ");
@@ -359,7 +360,7 @@ async fn plan_binlog(
         }
     };
     let source = BinlogSource {
-        db: config.database.clone(),
+        db: config.binlog_database().clone(),
         server_id: binlog::server_id(config.monitor.server_id),
         flavor: readiness.flavor,
         state: state.clone(),

@@ -483,7 +483,7 @@ impl BinlogSource {
         kick: Option<&Notify>,
         token: &CancellationToken,
     ) -> End {
-        let opts = db::connect_opts(&self.db);
+        let opts = crate::tls::connect_opts(&self.db).await;
         let mut conn = match tokio::time::timeout(self.db.connect_timeout, Conn::new(opts)).await {
             Err(_) => {
                 return End::Lost(format!(
@@ -491,7 +491,7 @@ impl BinlogSource {
                     self.db.connect_timeout
                 ))
             }
-            Ok(Err(e)) => return End::Lost(e.to_string()),
+            Ok(Err(e)) => return End::Lost(format!("{e}{}", crate::tls::hint(&e))),
             Ok(Ok(c)) => c,
         };
         let mut names = match column_names(&mut conn).await {
@@ -525,7 +525,7 @@ impl BinlogSource {
             Ok(s) => s,
             Err(e) => return classify(e, self.server_id),
         };
-        info!(position = %pos, server_id = self.server_id, "binlog connected");
+        info!(position = %pos, server_id = self.server_id, source = %db::target_of(&self.db), "binlog connected");
         self.save(pos);
         self.set_status(|s| {
             s.connected = true;
@@ -582,7 +582,8 @@ impl BinlogSource {
                     // A new table id (DDL changed the table) or a column count that does not
                     // match: read the names again.
                     if !mapped_ids.contains(&id) || t.columns_count() as usize != names.len() {
-                        if let Ok(mut c) = Conn::new(db::connect_opts(&self.db)).await {
+                        let opts = crate::tls::connect_opts(&self.db).await;
+                        if let Ok(mut c) = Conn::new(opts).await {
                             if let Ok(n) = column_names(&mut c).await {
                                 names = n;
                             }
