@@ -2271,6 +2271,7 @@ health_check_command = systemctl is-active apache2
             .chain(LOGGING_KEYS)
             .chain(METRICS_KEYS)
             .chain(ALERTS_KEYS)
+            .chain(BINLOG_KEYS)
             .chain(PROCESS_KEYS)
         {
             assert!(
@@ -2283,7 +2284,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            35,
+            39,
             "one 'Default:' per key"
         );
 
@@ -2388,5 +2389,61 @@ health_check_command = systemctl is-active apache2
         assert!(w[0].contains("did you mean 'listen'"), "{w:?}");
         assert!(w[1].contains("did you mean 'command'"), "{w:?}");
         assert!(parse("[metric]\n").warnings[0].contains("did you mean [metrics]"));
+    }
+
+    #[test]
+    fn ssl_keys_default_to_preferred_and_check_their_files_at_load() {
+        let c = parse("[database]\nhost = db\n").config;
+        assert_eq!(c.database.tls, TlsConfig::default());
+        assert_eq!(c.database.tls.mode, SslMode::Preferred);
+        assert!(c.binlog_server.is_none());
+        assert_eq!(c.binlog_database(), &c.database);
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        let c = parse(&format!(
+            "[database]\nssl_mode = VERIFY_IDENTITY\nssl_ca = {}\n",
+            ca.display()
+        ))
+        .config;
+        assert_eq!(c.database.tls.mode, SslMode::VerifyIdentity);
+        assert_eq!(c.database.tls.ca.as_deref(), Some(ca.as_path()));
+
+        let e = parse_err("[database]\nssl_mode = on\n");
+        assert!(e.contains("[database] ssl_mode = \"on\""), "{e}");
+        assert!(e.contains("disabled, preferred, required, verify_ca, verify_identity"), "{e}");
+        let e = parse_err("[database]\nssl_ca = /nonexistent/ca.pem\n");
+        assert!(e.contains(":2: [database] ssl_ca"), "{e}");
+        assert!(e.contains("cannot read /nonexistent/ca.pem"), "{e}");
+        let e = parse_err(&format!("[database]\nssl_key = {}\n", ca.display()));
+        assert!(e.contains("no PEM \"PRIVATE KEY\" block"), "{e}");
+        let e = parse_err(&format!("[database]\nssl_cert = {}\n", ca.display()));
+        assert!(e.contains("ssl_cert needs ssl_key too"), "{e}");
+    }
+
+    #[test]
+    fn binlog_section_defaults_each_key_to_database() {
+        let c = parse(
+            "[database]\nhost = primary\nuser = mon\npassword = pw\nsocket = /run/db.sock\nssl_mode = required\n\
+             [binlog]\nhost = replica1\nport = 3307\n",
+        )
+        .config;
+        let b = c.binlog_database();
+        assert_eq!((b.host.as_str(), b.port), ("replica1", 3307));
+        assert_eq!(b.user, "mon");
+        assert_eq!(b.password.as_ref().map(Secret::expose), Some("pw"));
+        assert_eq!(b.tls.mode, SslMode::Required);
+        assert_eq!(b.socket, None, "a host of its own means TCP");
+        assert_eq!(b.database, c.database.database);
+        let c = parse("[database]\nsocket = /run/db.sock\n[binlog]\nuser = repl\nssl_mode = disabled\n").config;
+        let b = c.binlog_database();
+        assert_eq!(b.socket.as_deref(), Some(Path::new("/run/db.sock")));
+        assert_eq!((b.user.as_str(), b.tls.mode), ("repl", SslMode::Disabled));
+        let l = parse("[binlog]\nhots = x\n");
+        assert!(l.warnings.iter().any(|w| w.contains("[binlog] unknown key 'hots'")), "{:?}", l.warnings);
+        let e = parse_err("[binlog]\nport = 0\n");
+        assert!(e.contains("[binlog] port"), "{e}");
     }
 }

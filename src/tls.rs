@@ -200,8 +200,8 @@ mod tests {
 
     #[test]
     fn greeting_tells_whether_tls_is_offered() {
-        assert_eq!(greeting_offers_tls(&greeting(0xf7ff)), Some(true));
-        assert_eq!(greeting_offers_tls(&greeting(0xf7ff & !CLIENT_SSL)), Some(false));
+        assert_eq!(greeting_offers_tls(&greeting(0xffff)), Some(true));
+        assert_eq!(greeting_offers_tls(&greeting(0xffff & !CLIENT_SSL)), Some(false));
         // An error packet (0xff) or a cut greeting: cannot tell.
         assert_eq!(greeting_offers_tls(&[0xff, 0x15, 0x04]), None);
         assert_eq!(greeting_offers_tls(&greeting(0xffff)[..20]), None);
