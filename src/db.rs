@@ -60,7 +60,7 @@ impl DbError {
 fn hint_for(e: &mysql_async::Error) -> &'static str {
     match e {
         mysql_async::Error::Server(s) => match s.code {
-            1045 => "; check [database] user and password",
+            1045 => "; check [database] user and password, and ssl_mode: a server with require_secure_transport or an account REQUIRE SSL refuses a plain connection this way (set ssl_mode = required or a verify_ mode, not disabled)",
             1044 | 1049 => "; check [database] database and that sql/setup.sql was loaded",
             1142 | 1143 | 1227 => {
                 "; grant the daemon's account the privileges listed in sql/setup.sql"

@@ -23,3 +23,4 @@ mod props;
 mod restart;
 mod rows;
 mod secrets;
+mod tls;

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 pub mod bin;
+pub mod certs;
 pub mod daemon;
 pub mod db;
 pub mod procs;

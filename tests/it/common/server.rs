@@ -128,6 +128,32 @@ impl OwnServer {
     }
 }
 
+impl OwnServer {
+    /// Where this server keeps its state (for files the test puts beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops it cleanly (SIGTERM) and starts it again with `extra` server options added
+    /// (e.g. `--ssl-cert=...`, `--log-slave-updates`); waits until it answers.
+    pub async fn restart_with(&mut self, extra: &[String]) {
+        let pid = self.pid().expect("server pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        for _ in 0..750 {
+            if !monitor_service::procs::is_alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!monitor_service::procs::is_alive(pid), "server {pid} did not stop");
+        self.argv.extend(extra.iter().cloned());
+        self.restart().await;
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         testdb(&self.dir, "stop");
