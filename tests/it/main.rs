@@ -20,6 +20,7 @@ mod ops;
 mod outage;
 mod pipeline;
 mod props;
+mod replica;
 mod restart;
 mod rows;
 mod secrets;

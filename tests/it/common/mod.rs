@@ -6,4 +6,5 @@ pub mod db;
 pub mod procs;
 pub mod procstat;
 pub mod proxy;
+pub mod replica;
 pub mod server;
