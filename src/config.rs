@@ -1057,9 +1057,7 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         let line = section.line.unwrap_or(0);
         match name.as_str() {
             "database" | "monitor" | "logging" | "metrics" | "alerts" | "binlog"
-            | "process.default" => {
-                continue
-            }
+            | "process.default" => continue,
             _ => {}
         }
         let Some(process) = name.strip_prefix(PROCESS_PREFIX) else {
@@ -1072,7 +1070,9 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
                 w.push_str("; did you mean [process.NAME] or [process.default]?");
             } else if let Some(s) = suggest(
                 name,
-                &["database", "monitor", "logging", "metrics", "alerts", "binlog"],
+                &[
+                    "database", "monitor", "logging", "metrics", "alerts", "binlog",
+                ],
             ) {
                 w.push_str(&format!("; did you mean [{s}]?"));
             }
@@ -1126,7 +1126,11 @@ fn tls_config(s: &Sect<'_>, base: &TlsConfig) -> Result<TlsConfig, ConfigError> 
         _ => None,
     };
     if let Some((given, absent)) = missing {
-        let raw = s.keys.and_then(|k| k.get(given)).cloned().unwrap_or_default();
+        let raw = s
+            .keys
+            .and_then(|k| k.get(given))
+            .cloned()
+            .unwrap_or_default();
         return Err(s.invalid(
             given,
             &raw,
@@ -2401,8 +2405,11 @@ health_check_command = systemctl is-active apache2
 
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-            .unwrap();
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let c = parse(&format!(
             "[database]\nssl_mode = VERIFY_IDENTITY\nssl_ca = {}\n",
             ca.display()
@@ -2413,7 +2420,10 @@ health_check_command = systemctl is-active apache2
 
         let e = parse_err("[database]\nssl_mode = on\n");
         assert!(e.contains("[database] ssl_mode = \"on\""), "{e}");
-        assert!(e.contains("disabled, preferred, required, verify_ca, verify_identity"), "{e}");
+        assert!(
+            e.contains("disabled, preferred, required, verify_ca, verify_identity"),
+            "{e}"
+        );
         let e = parse_err("[database]\nssl_ca = /nonexistent/ca.pem\n");
         assert!(e.contains(":2: [database] ssl_ca"), "{e}");
         assert!(e.contains("cannot read /nonexistent/ca.pem"), "{e}");
@@ -2437,12 +2447,21 @@ health_check_command = systemctl is-active apache2
         assert_eq!(b.tls.mode, SslMode::Required);
         assert_eq!(b.socket, None, "a host of its own means TCP");
         assert_eq!(b.database, c.database.database);
-        let c = parse("[database]\nsocket = /run/db.sock\n[binlog]\nuser = repl\nssl_mode = disabled\n").config;
+        let c = parse(
+            "[database]\nsocket = /run/db.sock\n[binlog]\nuser = repl\nssl_mode = disabled\n",
+        )
+        .config;
         let b = c.binlog_database();
         assert_eq!(b.socket.as_deref(), Some(Path::new("/run/db.sock")));
         assert_eq!((b.user.as_str(), b.tls.mode), ("repl", SslMode::Disabled));
         let l = parse("[binlog]\nhots = x\n");
-        assert!(l.warnings.iter().any(|w| w.contains("[binlog] unknown key 'hots'")), "{:?}", l.warnings);
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("[binlog] unknown key 'hots'")),
+            "{:?}",
+            l.warnings
+        );
         let e = parse_err("[binlog]\nport = 0\n");
         assert!(e.contains("[binlog] port"), "{e}");
     }

@@ -83,8 +83,7 @@ fn opts_for(tls: &TlsConfig) -> SslOpts {
     if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
         match pkcs12(cert, key) {
             Ok(der) => {
-                opts = opts
-                    .with_client_identity(Some(ClientIdentity::new(der.into())));
+                opts = opts.with_client_identity(Some(ClientIdentity::new(der.into())));
             }
             // Checked at load; reaching this means the files changed since.
             Err(e) => {
@@ -168,7 +167,7 @@ pub fn hint(e: &mysql_async::Error) -> &'static str {
         mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
             "; the server does not offer TLS but ssl_mode asks for it: configure ssl_cert/ssl_key on the server, or set ssl_mode = preferred"
         }
-        mysql_async::Error::Server(s) if matches!(s.code, 3159 | 4186 | 1941) || text.contains("secure transport") => {
+        mysql_async::Error::Server(s) if s.code == 3159 || text.contains("secure transport") => {
             "; the server requires TLS (require_secure_transport): set ssl_mode = required (or preferred, verify_ca, verify_identity), not disabled"
         }
         _ if text.contains("hostname mismatch") || text.contains("ip address mismatch") => {
@@ -201,7 +200,7 @@ mod tests {
     #[test]
     fn greeting_tells_whether_tls_is_offered() {
         assert_eq!(greeting_offers_tls(&greeting(0xffff)), Some(true));
-        assert_eq!(greeting_offers_tls(&greeting(0xffff & !CLIENT_SSL)), Some(false));
+        assert_eq!(greeting_offers_tls(&greeting(!CLIENT_SSL)), Some(false));
         // An error packet (0xff) or a cut greeting: cannot tell.
         assert_eq!(greeting_offers_tls(&[0xff, 0x15, 0x04]), None);
         assert_eq!(greeting_offers_tls(&greeting(0xffff)[..20]), None);

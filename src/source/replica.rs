@@ -44,7 +44,10 @@ pub async fn check(config: &Config, db: &Db) -> Result<Readiness, Vec<String>> {
 /// server that replicates from nothing (the primary itself) needs nothing more.
 pub async fn replica_problems(conn: &mut Conn) -> Vec<String> {
     let is_replica = match conn.query_iter("SHOW REPLICA STATUS").await {
-        Ok(mut r) => r.collect::<mysql_async::Row>().await.is_ok_and(|v| !v.is_empty()),
+        Ok(mut r) => r
+            .collect::<mysql_async::Row>()
+            .await
+            .is_ok_and(|v| !v.is_empty()),
         Err(_) => {
             let rows: Vec<mysql_async::Row> =
                 conn.query("SHOW SLAVE STATUS").await.unwrap_or_default();
@@ -54,7 +57,9 @@ pub async fn replica_problems(conn: &mut Conn) -> Vec<String> {
     if !is_replica {
         return Vec::new();
     }
-    let on: Result<Option<i64>, _> = conn.query_first("SELECT @@GLOBAL.log_replica_updates").await;
+    let on: Result<Option<i64>, _> = conn
+        .query_first("SELECT @@GLOBAL.log_replica_updates")
+        .await;
     let (name, on) = match on {
         Ok(v) => ("log_replica_updates", v),
         Err(_) => (

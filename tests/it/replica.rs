@@ -47,8 +47,11 @@ fn stop(mut child: Child) {
 /// Writes the config for `db` reading the binlog from `replica` and starts the daemon.
 fn start_daemon(s: &Scratch, db: &TestDb, replica: &Server) -> Child {
     let path = s.path("config.ini");
-    std::fs::write(&path, s.config_text(db, &format!("{SERVICE}{}", binlog_section(replica))))
-        .unwrap();
+    std::fs::write(
+        &path,
+        s.config_text(db, &format!("{SERVICE}{}", binlog_section(replica))),
+    )
+    .unwrap();
     spawn(&path)
 }
 
@@ -82,12 +85,18 @@ async fn alarm_on_the_primary_is_handled_through_the_replicas_binlog() {
     };
     let db = TestDb::on_server(&set.primary.url, Some(set.primary.socket.clone())).await;
     db.add_process(1, "svc1").await;
-    assert!(caught_up(&replica, &db.name, 1, 0).await, "the replica never got the schema");
+    assert!(
+        caught_up(&replica, &db.name, 1, 0).await,
+        "the replica never got the schema"
+    );
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
     let daemon = start_daemon(&s, &db, &replica);
     let pos = s.path("state/binlog_position");
-    assert!(eventually(Duration::from_secs(20), || pos.exists()).await, "binlog never connected");
+    assert!(
+        eventually(Duration::from_secs(20), || pos.exists()).await,
+        "binlog never connected"
+    );
 
     // The stream is the replica's: the log names it as the source.
     let lines = connected_lines(&s);
@@ -95,7 +104,10 @@ async fn alarm_on_the_primary_is_handled_through_the_replicas_binlog() {
     assert!(lines.iter().all(|l| l.contains(&source)), "{lines:?}");
     assert!(!lines.is_empty());
 
-    assert!(handled(&db, 1).await, "alarm written on the primary not handled");
+    assert!(
+        handled(&db, 1).await,
+        "alarm written on the primary not handled"
+    );
     assert_eq!(triggers(&db, 1).await, vec!["binlog".to_string()]);
     assert_eq!(s.systemctl_calls(), vec!["restart svc1".to_string()]);
     stop(daemon);
@@ -122,7 +134,10 @@ async fn replica_without_log_slave_updates_is_refused_with_the_fix() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains(&format!("[binlog] server 127.0.0.1:{}", bad.port)), "{all}");
+    assert!(
+        all.contains(&format!("[binlog] server 127.0.0.1:{}", bad.port)),
+        "{all}"
+    );
     assert!(all.contains("log_slave_updates is OFF"), "{all}");
     assert!(all.contains("`log_slave_updates = ON`"), "{all}");
     db.drop_db().await;
@@ -150,7 +165,10 @@ async fn replica_restarted_and_another_swapped_in_every_alarm_once() {
     assert!(handled(&db, 1).await, "alarm 1 (before the restart)");
 
     set.restart_replica(2);
-    assert!(handled(&db, 2).await, "alarm 2 (after the replica restarted)");
+    assert!(
+        handled(&db, 2).await,
+        "alarm 2 (after the replica restarted)"
+    );
     stop(daemon);
 
     let daemon = start_daemon(&s, &db, &second);
@@ -167,7 +185,12 @@ async fn replica_restarted_and_another_swapped_in_every_alarm_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop(daemon);
     for id in 1..=4 {
-        assert_eq!(triggers(&db, id).await.len(), 1, "alarm {id}: {:?}", triggers(&db, id).await);
+        assert_eq!(
+            triggers(&db, id).await.len(),
+            1,
+            "alarm {id}: {:?}",
+            triggers(&db, id).await
+        );
     }
     let mut calls = s.systemctl_calls();
     calls.sort();

@@ -66,32 +66,55 @@ async fn each_ssl_mode_against_a_server_with_certificates() {
     let db = server.db().await;
     let ca = Some(certs.ca.clone());
 
-    assert_eq!(cipher(&config_for(&db, "127.0.0.1", SslMode::Disabled, None)).await, Ok(String::new()));
+    assert_eq!(
+        cipher(&config_for(&db, "127.0.0.1", SslMode::Disabled, None)).await,
+        Ok(String::new())
+    );
     for mode in [SslMode::Preferred, SslMode::Required] {
         let c = cipher(&config_for(&db, "127.0.0.1", mode, None)).await;
         assert!(c.as_ref().is_ok_and(|c| !c.is_empty()), "{mode}: {c:?}");
     }
 
     // verify_identity: the certificate names localhost, not 127.0.0.1.
-    let right = cipher(&config_for(&db, "localhost", SslMode::VerifyIdentity, ca.clone())).await;
+    let right = cipher(&config_for(
+        &db,
+        "localhost",
+        SslMode::VerifyIdentity,
+        ca.clone(),
+    ))
+    .await;
     assert!(right.as_ref().is_ok_and(|c| !c.is_empty()), "{right:?}");
-    let wrong = cipher(&config_for(&db, "127.0.0.1", SslMode::VerifyIdentity, ca.clone()))
-        .await
-        .unwrap_err();
+    let wrong = cipher(&config_for(
+        &db,
+        "127.0.0.1",
+        SslMode::VerifyIdentity,
+        ca.clone(),
+    ))
+    .await
+    .unwrap_err();
     assert!(wrong.contains("ssl_mode = verify_identity"), "{wrong}");
     assert!(wrong.contains("does not name the host"), "{wrong}");
 
     // verify_ca checks the chain, not the name; a CA that did not sign it is refused.
     let c = cipher(&config_for(&db, "127.0.0.1", SslMode::VerifyCa, ca.clone())).await;
     assert!(c.as_ref().is_ok_and(|c| !c.is_empty()), "{c:?}");
-    let e = cipher(&config_for(&db, "localhost", SslMode::VerifyCa, Some(certs.other_ca.clone())))
-        .await
-        .unwrap_err();
+    let e = cipher(&config_for(
+        &db,
+        "localhost",
+        SslMode::VerifyCa,
+        Some(certs.other_ca.clone()),
+    ))
+    .await
+    .unwrap_err();
     assert!(e.contains("not signed by a CA in ssl_ca"), "{e}");
 
     // An account that requires a client certificate.
     db.exec("CREATE USER 'x509'@'127.0.0.1' REQUIRE X509").await;
-    db.exec(&format!("GRANT ALL ON `{}`.* TO 'x509'@'127.0.0.1'", db.name)).await;
+    db.exec(&format!(
+        "GRANT ALL ON `{}`.* TO 'x509'@'127.0.0.1'",
+        db.name
+    ))
+    .await;
     let mut cfg = config_for(&db, "localhost", SslMode::VerifyIdentity, ca.clone());
     cfg.user = "x509".into();
     cfg.password = None;
@@ -115,7 +138,9 @@ async fn each_ssl_mode_against_a_server_with_certificates() {
     )
     .await
     .unwrap();
-    root.query_drop("SET GLOBAL require_secure_transport = OFF").await.unwrap();
+    root.query_drop("SET GLOBAL require_secure_transport = OFF")
+        .await
+        .unwrap();
     let _ = root.disconnect().await;
     // MariaDB answers a plain connection with "access denied" here; MySQL with its own error.
     assert!(e.contains("require_secure_transport"), "{e}");
@@ -131,7 +156,8 @@ async fn alarm_is_handled_over_tls_through_the_binlog_for_a_require_ssl_account(
         return;
     };
     let db = server.db().await;
-    db.exec("CREATE USER 'tlsmon'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL").await;
+    db.exec("CREATE USER 'tlsmon'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL")
+        .await;
     db.exec("GRANT ALL ON *.* TO 'tlsmon'@'127.0.0.1'").await;
     db.add_process(1, "svc1").await;
     let s = Scratch::new();
@@ -147,10 +173,16 @@ async fn alarm_is_handled_over_tls_through_the_binlog_for_a_require_ssl_account(
     config.database.tls.ca = Some(certs.ca.clone());
     let daemon = Daemon::start(config);
     let pos = s.path("state/binlog_position");
-    assert!(eventually(Duration::from_secs(20), || pos.exists()).await, "binlog never connected");
+    assert!(
+        eventually(Duration::from_secs(20), || pos.exists()).await,
+        "binlog never connected"
+    );
 
     db.set_alarm(1).await;
-    assert!(db.wait_cleared(1, Duration::from_secs(10)).await, "alarm not handled");
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(10)).await,
+        "alarm not handled"
+    );
     let mut triggers = Vec::new();
     for _ in 0..100 {
         triggers = db
@@ -170,11 +202,18 @@ async fn alarm_is_handled_over_tls_through_the_binlog_for_a_require_ssl_account(
 async fn ssl_files_are_checked_when_the_config_is_read() {
     let s = Scratch::new();
     let path = s.path("config.ini");
-    std::fs::write(&path, "[database]\nssl_mode = verify_ca\nssl_ca = /nonexistent/ca.pem\n").unwrap();
+    std::fs::write(
+        &path,
+        "[database]\nssl_mode = verify_ca\nssl_ca = /nonexistent/ca.pem\n",
+    )
+    .unwrap();
     let out = bin(&["--check-config", "-c", path.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains(":3: [database] ssl_ca = \"/nonexistent/ca.pem\""), "{err}");
+    assert!(
+        err.contains(":3: [database] ssl_ca = \"/nonexistent/ca.pem\""),
+        "{err}"
+    );
     assert!(err.contains("cannot read /nonexistent/ca.pem"), "{err}");
 
     let certs = Certs::make(&s.path("pki"), "localhost", "DNS:localhost");
@@ -210,8 +249,14 @@ async fn suite_server_with_its_own_certificates() {
     let required = cipher(&config_for(&db, &db.host, SslMode::Required, None)).await;
     let preferred = cipher(&config_for(&db, &db.host, SslMode::Preferred, None)).await;
     if offered == Some(true) {
-        assert!(required.as_ref().is_ok_and(|c| !c.is_empty()), "{version}: {required:?}");
-        assert!(preferred.as_ref().is_ok_and(|c| !c.is_empty()), "{version}: {preferred:?}");
+        assert!(
+            required.as_ref().is_ok_and(|c| !c.is_empty()),
+            "{version}: {required:?}"
+        );
+        assert!(
+            preferred.as_ref().is_ok_and(|c| !c.is_empty()),
+            "{version}: {preferred:?}"
+        );
         // Its automatic certificate is signed by its own CA, which the system does not trust.
         let e = cipher(&config_for(&db, &db.host, SslMode::VerifyCa, None))
             .await
@@ -220,7 +265,10 @@ async fn suite_server_with_its_own_certificates() {
     } else {
         assert_eq!(offered, Some(false), "{version}");
         let e = required.unwrap_err();
-        assert!(e.contains("does not offer TLS but ssl_mode asks for it"), "{e}");
+        assert!(
+            e.contains("does not offer TLS but ssl_mode asks for it"),
+            "{e}"
+        );
         assert_eq!(preferred, Ok(String::new()), "{version}");
     }
     db.drop_db().await;

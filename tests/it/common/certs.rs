@@ -32,11 +32,23 @@ fn self_signed_ca(dir: &Path, name: &str) {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", &format!("{name}-key.pem"), "-out", &format!("{name}.pem"),
-            "-subj", &format!("/CN=monitor_service test {name}"),
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.pem"),
+            "-subj",
+            &format!("/CN=monitor_service test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ],
     );
 }
@@ -46,17 +58,41 @@ fn leaf(dir: &Path, name: &str, cn: &str, san: &str) {
     openssl(
         dir,
         &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}-key.pem"),
-            "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}"),
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
         ],
     );
-    std::fs::write(dir.join(format!("{name}.ext")), format!("subjectAltName={san}\n")).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        format!("subjectAltName={san}\n"),
+    )
+    .unwrap();
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey",
-            "ca-key.pem", "-CAcreateserial", "-days", "2", "-out", &format!("{name}.pem"),
-            "-extfile", &format!("{name}.ext"),
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
         ],
     );
 }

@@ -99,7 +99,10 @@ impl Replicated {
         )];
         // mariadb-install-db now and then fails under load; a second try on a clean dir works.
         let out = try_script(&args, &envs).unwrap_or_else(|| {
-            eprintln!("scripts/replica.sh start failed for {}; retrying once", dir.display());
+            eprintln!(
+                "scripts/replica.sh start failed for {}; retrying once",
+                dir.display()
+            );
             try_script(&["stop", dir.to_str().unwrap()], &[]);
             script(&args, &envs)
         });

@@ -148,7 +148,10 @@ impl OwnServer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(!monitor_service::procs::is_alive(pid), "server {pid} did not stop");
+        assert!(
+            !monitor_service::procs::is_alive(pid),
+            "server {pid} did not stop"
+        );
         self.argv.extend(extra.iter().cloned());
         self.restart().await;
     }
