@@ -1056,8 +1056,10 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         };
         let line = section.line.unwrap_or(0);
         match name.as_str() {
-            "database" | "monitor" | "logging" | "metrics" | "alerts" | "binlog"
-            | "process.default" => continue,
+            "database" | "monitor" | "logging" | "metrics" | "alerts" | "process.default" => {
+                continue
+            }
+            "binlog" => continue,
             _ => {}
         }
         let Some(process) = name.strip_prefix(PROCESS_PREFIX) else {
