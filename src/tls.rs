@@ -8,15 +8,19 @@
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mysql_async::{ClientIdentity, SslOpts};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::config::{DatabaseConfig, SslMode, TlsConfig};
 
 /// The capability bit a server sets when it accepts TLS (`CLIENT_SSL`).
 const CLIENT_SSL: u16 = 0x0800;
+/// Set once the "cannot ask the server" warning was logged (later ones go to DEBUG: the
+/// binlog asks again on every reconnect during an outage).
+static WARNED: AtomicBool = AtomicBool::new(false);
 /// Longest the `preferred` probe waits for the server's greeting.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -50,8 +54,19 @@ pub fn plan(mode: SslMode, socket: bool, offered: impl FnOnce() -> Option<bool>)
 pub fn ssl_opts(cfg: &DatabaseConfig) -> Option<SslOpts> {
     let socket = cfg.socket.is_some();
     let plan = plan(cfg.tls.mode, socket, || {
+        let target = format!("{}:{}", cfg.host, cfg.port);
         let offered = server_offers_tls(&cfg.host, cfg.port, cfg.connect_timeout);
-        debug!(target_db = %format!("{}:{}", cfg.host, cfg.port), offered = ?offered, "ssl_mode = preferred: asked the server whether it offers TLS");
+        match offered {
+            Some(offered) => {
+                debug!(target_db = %target, offered, "ssl_mode = preferred: asked the server whether it offers TLS")
+            }
+            None if WARNED.swap(true, Ordering::Relaxed) => {
+                debug!(target_db = %target, "ssl_mode = preferred: server not reachable; connecting without TLS")
+            }
+            None => {
+                warn!(target_db = %target, "ssl_mode = preferred: cannot ask the server whether it offers TLS (not reachable now); these connections go without TLS: set ssl_mode = required (or a verify_ mode) when the server must be reached over TLS")
+            }
+        }
         offered
     });
     (plan == Plan::Tls).then(|| opts_for(&cfg.tls))
