@@ -986,7 +986,11 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         connect_timeout: db.field("connect_timeout", d.connect_timeout, positive_seconds)?,
         tls: tls_config(&db, &d.tls)?,
     };
+    socket_tls_warning(&database, path, "database", warnings);
     let binlog_server = binlog_server(&sect("binlog"), &database, warnings)?;
+    if let Some(b) = &binlog_server {
+        socket_tls_warning(b, path, "binlog", warnings);
+    }
 
     let mon = sect("monitor");
     mon.warn_unknown(MONITOR_KEYS, warnings);
@@ -1146,6 +1150,19 @@ fn tls_config(s: &Sect<'_>, base: &TlsConfig) -> Result<TlsConfig, ConfigError> 
         }
     }
     Ok(tls)
+}
+
+/// A Unix socket never uses TLS: say so when `ssl_mode` asks for more than `preferred`.
+fn socket_tls_warning(d: &DatabaseConfig, path: &Path, section: &str, warnings: &mut Vec<String>) {
+    let strict = !matches!(d.tls.mode, SslMode::Disabled | SslMode::Preferred);
+    if let (Some(sock), true) = (&d.socket, strict) {
+        warnings.push(format!(
+            "{}: [{section}] ssl_mode = {} has no effect: connections go through the Unix socket {} (local, never TLS); set host/port without socket for TLS",
+            path.display(),
+            d.tls.mode,
+            sock.display()
+        ));
+    }
 }
 
 /// `[binlog]`: absent = `None` (the stream comes from `[database]`); present = `[database]`
@@ -2449,6 +2466,12 @@ health_check_command = systemctl is-active apache2
         assert_eq!(b.tls.mode, SslMode::Required);
         assert_eq!(b.socket, None, "a host of its own means TCP");
         assert_eq!(b.database, c.database.database);
+        let l = parse("[database]\nsocket = /run/db.sock\nssl_mode = verify_ca\n");
+        assert!(
+            l.warnings[0].contains("[database] ssl_mode = verify_ca has no effect"),
+            "{:?}",
+            l.warnings
+        );
         let c = parse(
             "[database]\nsocket = /run/db.sock\n[binlog]\nuser = repl\nssl_mode = disabled\n",
         )
