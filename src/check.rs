@@ -77,7 +77,7 @@ async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
     if mode == BinlogMode::Off {
         return (vec![Finding::Ok("binlog = off: sweeps only".into())], false);
     }
-    let problems = match binlog::check(db, &config.database.user).await {
+    let problems = match crate::source::replica::check(config, db).await {
         Ok(r) => {
             let at = r.position.map(|p| p.to_string()).unwrap_or_default();
             let mut findings = vec![Finding::Ok(format!(

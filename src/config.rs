@@ -142,6 +142,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[alerts]`.
     pub alerts: AlertsConfig,
+    /// `[binlog]`: the server the binlog stream is read from (a replica), when not `[database]`.
+    pub binlog_server: Option<DatabaseConfig>,
     /// Built-ins overlaid by `[process.default]`.
     pub process_default: ProcessConfig,
     /// `[process.NAME]` overlaid on `process_default`.
@@ -157,6 +159,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             metrics: MetricsConfig::default(),
             alerts: AlertsConfig::default(),
+            binlog_server: None,
             process_default: ProcessConfig::default(),
             processes: BTreeMap::new(),
         }
@@ -208,6 +211,8 @@ pub struct DatabaseConfig {
     pub socket: Option<PathBuf>,
     /// Bound on establishing a connection.
     pub connect_timeout: Duration,
+    /// `ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key`.
+    pub tls: TlsConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -220,8 +225,62 @@ impl Default for DatabaseConfig {
             database: "v_process_monitor".to_string(),
             socket: None,
             connect_timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
         }
     }
+}
+
+/// `ssl_mode`: the mysql client's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Never TLS.
+    Disabled,
+    /// TLS when the server offers it (certificate not checked), else plain.
+    #[default]
+    Preferred,
+    /// TLS or no connection (certificate not checked).
+    Required,
+    /// TLS with a certificate signed by `ssl_ca` (or the system's CAs).
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    /// The names `ssl_mode` accepts, in order.
+    pub const NAMES: &'static [&'static str] = &[
+        "disabled",
+        "preferred",
+        "required",
+        "verify_ca",
+        "verify_identity",
+    ];
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = match self {
+            SslMode::Disabled => 0,
+            SslMode::Preferred => 1,
+            SslMode::Required => 2,
+            SslMode::VerifyCa => 3,
+            SslMode::VerifyIdentity => 4,
+        };
+        f.write_str(SslMode::NAMES[i])
+    }
+}
+
+/// The TLS keys of `[database]` (and `[binlog]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// `ssl_mode`.
+    pub mode: SslMode,
+    /// `ssl_ca`: PEM file of the CA(s) that sign the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// `ssl_cert`: PEM file of this client's certificate (with `ssl_key`).
+    pub cert: Option<PathBuf>,
+    /// `ssl_key`: PEM file of this client's private key.
+    pub key: Option<PathBuf>,
 }
 
 /// `[monitor] binlog`.
@@ -480,6 +539,14 @@ const DATABASE_KEYS: &[&str] = &[
     "database",
     "socket",
     "connect_timeout",
+    "ssl_mode",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+];
+/// `[binlog]`: where the binlog stream is read from (each key defaults to `[database]`'s).
+const BINLOG_KEYS: &[&str] = &[
+    "host", "port", "user", "password", "socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key",
 ];
 const MONITOR_KEYS: &[&str] = &[
     "check_interval",
@@ -544,6 +611,11 @@ impl Config {
         let mut warnings = raw.warnings.clone();
         let config = build(&raw, path, &mut warnings)?;
         Ok(Loaded { config, warnings })
+    }
+
+    /// The server the binlog stream is read from: `[binlog]` when present, else `[database]`.
+    pub fn binlog_database(&self) -> &DatabaseConfig {
+        self.binlog_server.as_ref().unwrap_or(&self.database)
     }
 
     /// Settings for process `name`: `[process.NAME]`, else
@@ -680,7 +752,7 @@ fn mode_warning(path: &Path) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Stage 1: raw strings with line numbers.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct RawValue {
     value: String,
     line: Option<usize>,
@@ -994,7 +1066,13 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         database: db.field("database", d.database, sql_identifier)?,
         socket: db.opt_field("socket", d.socket, file_path)?,
         connect_timeout: db.field("connect_timeout", d.connect_timeout, positive_seconds)?,
+        tls: tls_config(&db, &d.tls)?,
     };
+    socket_tls_warning(&database, path, "database", warnings);
+    let binlog_server = binlog_server(&sect("binlog"), &database, warnings)?;
+    if let Some(b) = &binlog_server {
+        socket_tls_warning(b, path, "binlog", warnings);
+    }
 
     let mon = sect("monitor");
     mon.warn_unknown(MONITOR_KEYS, warnings);
@@ -1070,6 +1148,7 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
             "database" | "monitor" | "logging" | "metrics" | "alerts" | "process.default" => {
                 continue
             }
+            "binlog" => continue,
             _ => {}
         }
         let Some(process) = name.strip_prefix(PROCESS_PREFIX) else {
@@ -1082,7 +1161,9 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
                 w.push_str("; did you mean [process.NAME] or [process.default]?");
             } else if let Some(s) = suggest(
                 name,
-                &["database", "monitor", "logging", "metrics", "alerts"],
+                &[
+                    "database", "monitor", "logging", "metrics", "alerts", "binlog",
+                ],
             ) {
                 w.push_str(&format!("; did you mean [{s}]?"));
             }
@@ -1117,9 +1198,85 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         logging,
         metrics,
         alerts,
+        binlog_server,
         process_default,
         processes,
     })
+}
+
+/// The TLS keys of `s`, each defaulting to `base`'s.
+fn tls_config(s: &Sect<'_>, base: &TlsConfig) -> Result<TlsConfig, ConfigError> {
+    let b = base.clone();
+    let tls = TlsConfig {
+        mode: s.field("ssl_mode", b.mode, ssl_mode)?,
+        ca: s.opt_field("ssl_ca", b.ca, |v| pem_file(v, "CERTIFICATE"))?,
+        cert: s.opt_field("ssl_cert", b.cert, |v| pem_file(v, "CERTIFICATE"))?,
+        key: s.opt_field("ssl_key", b.key, |v| pem_file(v, "PRIVATE KEY"))?,
+    };
+    let missing = match (&tls.cert, &tls.key) {
+        (Some(_), None) => Some(("ssl_cert", "ssl_key")),
+        (None, Some(_)) => Some(("ssl_key", "ssl_cert")),
+        _ => None,
+    };
+    if let Some((given, absent)) = missing {
+        let raw = s
+            .keys
+            .and_then(|k| k.get(given))
+            .cloned()
+            .unwrap_or_default();
+        return Err(s.invalid(
+            given,
+            &raw,
+            format!("{given} needs {absent} too (the client certificate and its private key)"),
+        ));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        if let Err(e) = crate::tls::check_identity(cert, key) {
+            let raw = s.keys.and_then(|k| k.get("ssl_key")).cloned();
+            return Err(s.invalid("ssl_key", &raw.unwrap_or_default(), e));
+        }
+    }
+    Ok(tls)
+}
+
+/// A Unix socket never uses TLS: say so when `ssl_mode` asks for more than `preferred`.
+fn socket_tls_warning(d: &DatabaseConfig, path: &Path, section: &str, warnings: &mut Vec<String>) {
+    let strict = !matches!(d.tls.mode, SslMode::Disabled | SslMode::Preferred);
+    if let (Some(sock), true) = (&d.socket, strict) {
+        warnings.push(format!(
+            "{}: [{section}] ssl_mode = {} has no effect: connections go through the Unix socket {} (local, never TLS); set host/port without socket for TLS",
+            path.display(),
+            d.tls.mode,
+            sock.display()
+        ));
+    }
+}
+
+/// `[binlog]`: absent = `None` (the stream comes from `[database]`); present = `[database]`
+/// with the keys it sets. A `host` or `port` of its own means TCP (no `[database] socket`).
+fn binlog_server(
+    s: &Sect<'_>,
+    database: &DatabaseConfig,
+    warnings: &mut Vec<String>,
+) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let Some(keys) = s.keys else {
+        return Ok(None);
+    };
+    s.warn_unknown(BINLOG_KEYS, warnings);
+    let d = database.clone();
+    let own_tcp = keys.contains_key("host") || keys.contains_key("port");
+    let socket = if own_tcp { None } else { d.socket.clone() };
+    Ok(Some(DatabaseConfig {
+        host: s.field("host", d.host.clone(), host_name)?,
+        port: s.field("port", d.port, |v| {
+            uint(v, 1, 65535).map(|p| u16::try_from(p).unwrap_or(u16::MAX))
+        })?,
+        user: s.field("user", d.user.clone(), user_name)?,
+        password: s.opt_field("password", d.password.clone(), |v| Ok(Secret::new(v)))?,
+        socket: s.opt_field("socket", socket, file_path)?,
+        tls: tls_config(s, &d.tls)?,
+        ..d
+    }))
 }
 
 fn process_config(s: &Sect<'_>, base: &ProcessConfig) -> Result<ProcessConfig, ConfigError> {
@@ -1342,6 +1499,41 @@ fn command(s: &str) -> Result<CommandTemplate, String> {
     CommandTemplate::parse(s).map_err(|e| {
         format!("expected a command (program and arguments, run without a shell, %s = process name): {e}")
     })
+}
+
+fn ssl_mode(s: &str) -> Result<SslMode, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "disabled" => Ok(SslMode::Disabled),
+        "preferred" => Ok(SslMode::Preferred),
+        "required" => Ok(SslMode::Required),
+        "verify_ca" => Ok(SslMode::VerifyCa),
+        "verify_identity" => Ok(SslMode::VerifyIdentity),
+        _ => Err(format!("expected one of {}", SslMode::NAMES.join(", "))),
+    }
+}
+
+/// `ssl_ca`, `ssl_cert`, `ssl_key`: a readable PEM file holding a `-----BEGIN ...{label}-----`
+/// block (checked at load, so a wrong path stops the daemon with the key named).
+fn pem_file(s: &str, label: &str) -> Result<PathBuf, String> {
+    let p = file_path(s)?;
+    let text = std::fs::read(&p).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; give the path of a PEM file the daemon's user can read",
+            p.display()
+        )
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    let found = text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{label}-----")));
+    if found {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} holds no PEM \"{label}\" block (-----BEGIN ...{label}-----); give a PEM file (convert DER with `openssl x509 -inform der` or `openssl pkey -inform der`)",
+            p.display()
+        ))
+    }
 }
 
 fn sql_identifier(s: &str) -> Result<String, String> {
@@ -2345,6 +2537,7 @@ health_check_command = systemctl is-active apache2
             .chain(LOGGING_KEYS)
             .chain(METRICS_KEYS)
             .chain(ALERTS_KEYS)
+            .chain(BINLOG_KEYS)
             .chain(PROCESS_KEYS)
         {
             assert!(
@@ -2357,7 +2550,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            41,
+            45,
             "one 'Default:' per key"
         );
 
@@ -2462,5 +2655,82 @@ health_check_command = systemctl is-active apache2
         assert!(w[0].contains("did you mean 'listen'"), "{w:?}");
         assert!(w[1].contains("did you mean 'command'"), "{w:?}");
         assert!(parse("[metric]\n").warnings[0].contains("did you mean [metrics]"));
+    }
+
+    #[test]
+    fn ssl_keys_default_to_preferred_and_check_their_files_at_load() {
+        let c = parse("[database]\nhost = db\n").config;
+        assert_eq!(c.database.tls, TlsConfig::default());
+        assert_eq!(c.database.tls.mode, SslMode::Preferred);
+        assert!(c.binlog_server.is_none());
+        assert_eq!(c.binlog_database(), &c.database);
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let c = parse(&format!(
+            "[database]\nssl_mode = VERIFY_IDENTITY\nssl_ca = {}\n",
+            ca.display()
+        ))
+        .config;
+        assert_eq!(c.database.tls.mode, SslMode::VerifyIdentity);
+        assert_eq!(c.database.tls.ca.as_deref(), Some(ca.as_path()));
+
+        let e = parse_err("[database]\nssl_mode = on\n");
+        assert!(e.contains("[database] ssl_mode = \"on\""), "{e}");
+        assert!(
+            e.contains("disabled, preferred, required, verify_ca, verify_identity"),
+            "{e}"
+        );
+        let e = parse_err("[database]\nssl_ca = /nonexistent/ca.pem\n");
+        assert!(e.contains(":2: [database] ssl_ca"), "{e}");
+        assert!(e.contains("cannot read /nonexistent/ca.pem"), "{e}");
+        let e = parse_err(&format!("[database]\nssl_key = {}\n", ca.display()));
+        assert!(e.contains("no PEM \"PRIVATE KEY\" block"), "{e}");
+        let e = parse_err(&format!("[database]\nssl_cert = {}\n", ca.display()));
+        assert!(e.contains("ssl_cert needs ssl_key too"), "{e}");
+    }
+
+    #[test]
+    fn binlog_section_defaults_each_key_to_database() {
+        let c = parse(
+            "[database]\nhost = primary\nuser = mon\npassword = pw\nsocket = /run/db.sock\nssl_mode = required\n\
+             [binlog]\nhost = replica1\nport = 3307\n",
+        )
+        .config;
+        let b = c.binlog_database();
+        assert_eq!((b.host.as_str(), b.port), ("replica1", 3307));
+        assert_eq!(b.user, "mon");
+        assert_eq!(b.password.as_ref().map(Secret::expose), Some("pw"));
+        assert_eq!(b.tls.mode, SslMode::Required);
+        assert_eq!(b.socket, None, "a host of its own means TCP");
+        assert_eq!(b.database, c.database.database);
+        let l = parse("[database]\nsocket = /run/db.sock\nssl_mode = verify_ca\n");
+        assert!(
+            l.warnings[0].contains("[database] ssl_mode = verify_ca has no effect"),
+            "{:?}",
+            l.warnings
+        );
+        let c = parse(
+            "[database]\nsocket = /run/db.sock\n[binlog]\nuser = repl\nssl_mode = disabled\n",
+        )
+        .config;
+        let b = c.binlog_database();
+        assert_eq!(b.socket.as_deref(), Some(Path::new("/run/db.sock")));
+        assert_eq!((b.user.as_str(), b.tls.mode), ("repl", SslMode::Disabled));
+        let l = parse("[binlog]\nhots = x\n");
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("[binlog] unknown key 'hots'")),
+            "{:?}",
+            l.warnings
+        );
+        let e = parse_err("[binlog]\nport = 0\n");
+        assert!(e.contains("[binlog] port"), "{e}");
     }
 }

@@ -29,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
+pub mod tls;
 pub mod watch;
 
 use std::path::PathBuf;

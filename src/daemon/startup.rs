@@ -30,7 +30,7 @@ pub(super) async fn plan_binlog(
         info!("binlog = off: running on sweeps alone");
         return Ok(None);
     }
-    let readiness = match binlog::check(db, &config.database.user).await {
+    let readiness = match crate::source::replica::check(config, db).await {
         Ok(r) => r,
         Err(problems) => {
             let all = problems.join("; ");
@@ -45,7 +45,7 @@ pub(super) async fn plan_binlog(
         info!(setting = %setting, "binlog setting");
     }
     let source = BinlogSource {
-        db: config.database.clone(),
+        db: config.binlog_database().clone(),
         server_id: binlog::server_id(config.monitor.server_id),
         flavor: readiness.flavor,
         state: state.clone(),

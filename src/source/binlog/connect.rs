@@ -10,18 +10,19 @@ use super::readiness::{binlog_files, current_position, Flavor};
 use super::{gtid, gtid_set};
 use super::{BinlogFatal, End, HEARTBEAT};
 use crate::config::DatabaseConfig;
-use crate::db;
 
-/// Options of the binlog connection.
-pub fn options(cfg: &DatabaseConfig) -> mysql_async::Opts {
-    db::connect_opts(cfg).into()
+/// Options of the binlog connection (`cfg` is `[binlog]`'s server, defaulting to
+/// `[database]`'s); built off the async threads, as `ssl_mode = preferred` asks the server first.
+pub async fn options(cfg: &DatabaseConfig) -> mysql_async::Opts {
+    crate::tls::connect_opts(cfg).await.into()
 }
 
 /// Connects within the configured connect timeout.
 pub async fn open(cfg: &DatabaseConfig) -> Result<Conn, String> {
-    match tokio::time::timeout(cfg.connect_timeout, Conn::new(options(cfg))).await {
+    let opts = options(cfg).await;
+    match tokio::time::timeout(cfg.connect_timeout, Conn::new(opts)).await {
         Err(_) => Err(format!("no connection within {:?}", cfg.connect_timeout)),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("{e}{}", crate::tls::hint(&e))),
         Ok(Ok(c)) => Ok(c),
     }
 }

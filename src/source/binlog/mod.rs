@@ -333,7 +333,7 @@ impl BinlogSource {
             .as_deref()
             .or(pos.gtid.as_deref())
             .unwrap_or("");
-        info!(position = %pos, gtid, by_gtid, server_id = self.server_id, "binlog connected");
+        info!(position = %pos, gtid, by_gtid, server_id = self.server_id, source = %crate::db::target_of(&self.db), "binlog connected");
         self.save(pos);
         self.set_status(|s| {
             s.connected = true;
