@@ -39,12 +39,22 @@ impl RowImage {
     }
 }
 
-/// One row changed in STATUS_PROCESS.
+/// One row changed in a followed table (STATUS_PROCESS, or PROCESE for host scoping).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     pub kind: RowKind,
     pub before: Option<RowImage>,
     pub after: Option<RowImage>,
+}
+
+impl RowChange {
+    pub fn new(kind: RowKind, before: Option<RowImage>, after: Option<RowImage>) -> RowChange {
+        RowChange {
+            kind,
+            before,
+            after,
+        }
+    }
 }
 
 /// What a change means to whoever follows the table: the id of a process to look at, or

@@ -8,10 +8,15 @@ use tracing::warn;
 
 use crate::exec::{self, ExitKind};
 
-/// Directories systemd loads system unit files from.
+/// Directories systemd loads system unit files from, generated ones included (e.g. the
+/// `.service` units systemd-sysv-generator makes for /etc/init.d scripts on RHEL).
 const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/run/systemd/system",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/run/systemd/generator",
+    "/run/systemd/generator.late",
     "/usr/local/lib/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",
