@@ -144,7 +144,7 @@ async fn replica_without_log_slave_updates_is_refused_with_the_fix() {
 }
 
 /// The replica restarted under the daemon, then a second replica swapped in (the daemon
-/// restarted with `[binlog]` naming it): every alarm is handled, and only once.
+/// restarted with `[binlog]` naming it, resumed by GTID): every alarm is handled, and only once.
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_restarted_and_another_swapped_in_every_alarm_once() {
     let Some((mut set, first)) = Replicated::start("replica-swap") else {
@@ -179,6 +179,20 @@ async fn replica_restarted_and_another_swapped_in_every_alarm_once() {
             .any(|l| l.contains(&source)))
         .await,
         "never connected to the second replica"
+    );
+    // The saved position came from the first replica: the second one, which has every
+    // transaction it had seen, is resumed by GTID (not reused by file:offset, not skipped).
+    let log = read_lines(&s.path("monitor_service.log"));
+    assert!(
+        log.iter().any(|l| l.contains("resuming by GTID")),
+        "not resumed by GTID: {log:#?}"
+    );
+    assert!(
+        connected_lines(&s)
+            .iter()
+            .any(|l| l.contains(&source) && l.contains("by_gtid=true")),
+        "{:#?}",
+        connected_lines(&s)
     );
     assert!(handled(&db, 3).await, "alarm 3 (second replica)");
     assert!(handled(&db, 4).await, "alarm 4 (second replica)");
