@@ -66,23 +66,21 @@ impl PendingClears {
     /// aside and replaced at the next change; clears owed longer than `limit` are dropped with
     /// a WARNING (their alarms are then handled as new ones).
     pub fn load(state: StateDir, limit: Duration) -> PendingClears {
-        let owed = read_owed(&state);
+        let mut owed = read_owed(&state);
+        let dropped = drop_expired(&mut owed, SystemTime::now(), limit);
+        for (id, o) in &dropped {
+            warn_dropped(*id, o, limit);
+        }
+        if !owed.is_empty() {
+            info!(owed_clears = owed.len(), "owed alarm clears loaded; they are written instead of restarting the processes again");
+        }
         let pending = PendingClears {
             book: Mutex::new(Book { owed, limit }),
             state,
         };
-        let mut book = pending.lock();
-        let dropped = drop_expired(&mut book.owed, SystemTime::now(), limit);
-        for (id, owed) in &dropped {
-            warn_dropped(*id, owed, limit);
-        }
         if !dropped.is_empty() {
-            pending.save(&book.owed);
+            pending.save(&pending.lock().owed);
         }
-        if !book.owed.is_empty() {
-            info!(owed_clears = book.owed.len(), "owed alarm clears loaded; they are written instead of restarting the processes again");
-        }
-        drop(book);
         pending
     }
 
@@ -203,6 +201,7 @@ fn read_owed(state: &StateDir) -> HashMap<i64, Owed> {
     }
 }
 
+/// Says that a clear owed too long is dropped (the alarm is handled as a new one).
 fn warn_dropped(id: i64, owed: &Owed, limit: Duration) {
     let at = chrono::DateTime::<chrono::Local>::from(owed.since)
         .format("%Y-%m-%d %H:%M:%S")
