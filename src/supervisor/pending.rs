@@ -115,7 +115,6 @@ impl PendingClears {
                 info!(process = %name, process_id = id, "alarm was already cleared by someone else")
             }
             Ok(Cleared::ClaimLost) | Err(_) => {
-                info!(process = %name, process_id = id, "restarted, but the alarm cannot be cleared now; clearing is retried and the process is not restarted again");
                 let mut book = self.lock();
                 book.owed.insert(
                     id,
@@ -126,6 +125,7 @@ impl PendingClears {
                     },
                 );
                 self.save(&book.owed);
+                info!(process = %name, process_id = id, "restarted, but the alarm cannot be cleared now; clearing is retried and the process is not restarted again");
             }
         }
     }
