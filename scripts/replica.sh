@@ -91,6 +91,24 @@ running_pid() {
   esac
 }
 
+# On MySQL, the replica must have a server_uuid of its own (testdb.sh copies a data dir
+# without auto.cnf) and no transaction of its own (else its GTID set is not a subset of another
+# replica's, and a daemon moved between them cannot resume by GTID).
+own_identity() {
+  local primary="$1" replica="$2" p r gtids
+  p="$(sql "$primary" -e 'SELECT @@GLOBAL.server_uuid')"
+  r="$(sql "$replica" -e 'SELECT @@GLOBAL.server_uuid')"
+  gtids="$(sql "$replica" -e 'SELECT @@GLOBAL.gtid_executed')"
+  if [ "$p" = "$r" ]; then
+    log "replica: $replica has the primary's server_uuid $p (a copied auto.cnf?); stop both and start again"
+    exit 1
+  fi
+  if [[ "$gtids" == *"$r"* ]]; then
+    log "replica: $replica has transactions of its own (gtid_executed $gtids); start it from a fresh dir"
+    exit 1
+  fi
+}
+
 # Restarts the server of `dir` with its own command line plus the given options (a later
 # option wins over an earlier one of the same name).
 respawn() {
@@ -180,6 +198,7 @@ start() {
   root_over_tcp "$primary"
   root_over_tcp "$replica"
   if [ "$flavor" = mysql ]; then
+    own_identity "$primary" "$replica"
     # caching_sha2_password over plain TCP needs the source's RSA key (or TLS). A heartbeat
     # every second ends the source's dump thread soon after the replica is gone (else the
     # source's shutdown waits about 9 s for it).
