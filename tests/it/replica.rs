@@ -1,7 +1,7 @@
 //! The binlog read from a replica (`[binlog]`): a real primary + replica pair started by
-//! `scripts/replica.sh`; alarms written on the primary, handled through the replica's binlog
-//! (`check_interval = 3600`, so no sweep helps); a replica that does not log what it
-//! replicates is refused with the fix named.
+//! `scripts/replica.sh` (MariaDB or Oracle MySQL, as the suite runs); alarms written on the
+//! primary, handled through the replica's binlog (`check_interval = 3600`, so no sweep helps);
+//! a replica that does not log what it replicates is refused with the fix named.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
