@@ -7,6 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::tls::{SslMode, TlsConfig};
+
 use crate::command::{self, CommandTemplate};
 
 /// Exit status for a bad configuration (EX_CONFIG from sysexits.h).
@@ -228,59 +230,6 @@ impl Default for DatabaseConfig {
             tls: TlsConfig::default(),
         }
     }
-}
-
-/// `ssl_mode`: the mysql client's meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SslMode {
-    /// Never TLS.
-    Disabled,
-    /// TLS when the server offers it (certificate not checked), else plain.
-    #[default]
-    Preferred,
-    /// TLS or no connection (certificate not checked).
-    Required,
-    /// TLS with a certificate signed by `ssl_ca` (or the system's CAs).
-    VerifyCa,
-    /// As `VerifyCa`, and the certificate names the host connected to.
-    VerifyIdentity,
-}
-
-impl SslMode {
-    /// The names `ssl_mode` accepts, in order.
-    pub const NAMES: &'static [&'static str] = &[
-        "disabled",
-        "preferred",
-        "required",
-        "verify_ca",
-        "verify_identity",
-    ];
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = match self {
-            SslMode::Disabled => 0,
-            SslMode::Preferred => 1,
-            SslMode::Required => 2,
-            SslMode::VerifyCa => 3,
-            SslMode::VerifyIdentity => 4,
-        };
-        f.write_str(SslMode::NAMES[i])
-    }
-}
-
-/// The TLS keys of `[database]` (and `[binlog]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsConfig {
-    /// `ssl_mode`.
-    pub mode: SslMode,
-    /// `ssl_ca`: PEM file of the CA(s) that sign the server's certificate.
-    pub ca: Option<PathBuf>,
-    /// `ssl_cert`: PEM file of this client's certificate (with `ssl_key`).
-    pub cert: Option<PathBuf>,
-    /// `ssl_key`: PEM file of this client's private key.
-    pub key: Option<PathBuf>,
 }
 
 /// `[monitor] binlog`.

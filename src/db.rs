@@ -412,13 +412,29 @@ pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
             "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECS}, innodb_lock_wait_timeout = {LOCK_WAIT_SECS}"
         )])
         // ssl_mode: `preferred` asks the server once here whether it offers TLS (a socket never).
-        .ssl_opts(crate::tls::ssl_opts(cfg, socket.is_some()));
+        .ssl_opts(crate::tls::ssl_opts(
+            &cfg.tls,
+            &cfg.host,
+            cfg.port,
+            cfg.connect_timeout,
+            socket.is_some(),
+        ));
     match socket {
         Some(sock) => opts.socket(Some(sock.display().to_string())),
         None => opts
             .ip_or_hostname(cfg.host.clone())
             .tcp_port(cfg.port)
             .prefer_socket(false),
+    }
+}
+
+/// [`connect_opts`] run on a blocking thread (the `ssl_mode = preferred` probe blocks), for
+/// connections opened from async code outside the pool (the binlog stream).
+pub async fn connect_opts_off_thread(cfg: &DatabaseConfig) -> OptsBuilder {
+    let owned = cfg.clone();
+    match tokio::task::spawn_blocking(move || connect_opts(&owned)).await {
+        Ok(opts) => opts,
+        Err(_) => connect_opts(cfg),
     }
 }
 

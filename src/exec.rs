@@ -328,8 +328,14 @@ mod tests {
     }
 
     fn pid_exists(pid: i32) -> bool {
-        // Gone or zombie both count as not running.
-        crate::procs::is_alive(pid)
+        // Gone or zombie both count as not running (the state follows the name in parens).
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().to_string())
+            })
+            .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
     }
 
     async fn wait_gone(pid: i32, within: Duration) -> bool {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod procs;
+pub mod row;
 pub mod scope;
 pub mod services;
 pub mod silence;

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::events::{Events, NoEvents};
-use crate::source::row::{RowChange, RowKind};
+use crate::row::{RowChange, RowKind};
 use crate::source::{Trigger, TriggerSource};
 use crate::supervisor::{Handled, Supervisor};
 
@@ -358,7 +358,7 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::row::RowImage;
+    use crate::row::RowImage;
     use mysql_async::Value;
 
     fn img(cols: &[(&str, i64)]) -> RowImage {

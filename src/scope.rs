@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::db::{Db, DbError};
-use crate::source::binlog::ProceseSink;
-use crate::source::row::{RowChange, RowKind};
+use crate::row::{ProceseSink, RowChange, RowKind};
 
 /// What PROCESE's `host` column is like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,7 +87,7 @@ pub enum Edit {
 }
 
 /// A host value from a row image: `Some(None)` for NULL, `None` when the image lacks the column.
-fn host_of(image: &crate::source::row::RowImage) -> Option<Option<String>> {
+fn host_of(image: &crate::row::RowImage) -> Option<Option<String>> {
     match image.get("host")? {
         Value::NULL => Some(None),
         Value::Bytes(b) => Some(Some(normalize(&String::from_utf8_lossy(b)))),
@@ -433,7 +432,7 @@ pub async fn unowned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::row::RowImage;
+    use crate::row::RowImage;
 
     fn img(id: i64, host: Option<Option<&str>>) -> RowImage {
         let mut columns = vec![("process_id".to_string(), Value::Int(id))];

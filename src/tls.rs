@@ -5,16 +5,68 @@
 //! client identity only as PKCS#12, so `ssl_cert` + `ssl_key` (PEM, as the mysql client takes
 //! them) are packed into an in-memory PKCS#12 archive here.
 
+use std::fmt;
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mysql_async::{ClientIdentity, SslOpts};
 use tracing::{debug, error, warn};
 
-use crate::config::{DatabaseConfig, SslMode, TlsConfig};
+/// `ssl_mode`: the mysql client's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Never TLS.
+    Disabled,
+    /// TLS when the server offers it (certificate not checked), else plain.
+    #[default]
+    Preferred,
+    /// TLS or no connection (certificate not checked).
+    Required,
+    /// TLS with a certificate signed by `ssl_ca` (or the system's CAs).
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    /// The names `ssl_mode` accepts, in order.
+    pub const NAMES: &'static [&'static str] = &[
+        "disabled",
+        "preferred",
+        "required",
+        "verify_ca",
+        "verify_identity",
+    ];
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = match self {
+            SslMode::Disabled => 0,
+            SslMode::Preferred => 1,
+            SslMode::Required => 2,
+            SslMode::VerifyCa => 3,
+            SslMode::VerifyIdentity => 4,
+        };
+        f.write_str(SslMode::NAMES[i])
+    }
+}
+
+/// The TLS keys of `[database]` (and `[binlog]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// `ssl_mode`.
+    pub mode: SslMode,
+    /// `ssl_ca`: PEM file of the CA(s) that sign the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// `ssl_cert`: PEM file of this client's certificate (with `ssl_key`).
+    pub cert: Option<PathBuf>,
+    /// `ssl_key`: PEM file of this client's private key.
+    pub key: Option<PathBuf>,
+}
 
 /// The capability bit a server sets when it accepts TLS (`CLIENT_SSL`).
 const CLIENT_SSL: u16 = 0x0800;
@@ -51,11 +103,18 @@ pub fn plan(mode: SslMode, socket: bool, offered: impl FnOnce() -> Option<bool>)
 /// The driver's TLS options for `cfg`, or `None` for a plain connection. For `preferred` this
 /// asks the server (one short blocking TCP exchange: call it off the async threads when it
 /// matters).
-/// `socket`: the connection goes through a Unix socket (configured or found for localhost).
-pub fn ssl_opts(cfg: &DatabaseConfig, socket: bool) -> Option<SslOpts> {
-    let plan = plan(cfg.tls.mode, socket, || {
-        let target = format!("{}:{}", cfg.host, cfg.port);
-        let offered = server_offers_tls(&cfg.host, cfg.port, cfg.connect_timeout);
+/// `socket`: the connection goes through a Unix socket (configured or found for localhost);
+/// else it goes to `host:port`, which `preferred` asks within `timeout`.
+pub fn ssl_opts(
+    tls: &TlsConfig,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    socket: bool,
+) -> Option<SslOpts> {
+    let plan = plan(tls.mode, socket, || {
+        let target = format!("{host}:{port}");
+        let offered = server_offers_tls(host, port, timeout);
         match offered {
             Some(offered) => {
                 debug!(target_db = %target, offered, "ssl_mode = preferred: asked the server whether it offers TLS")
@@ -69,17 +128,7 @@ pub fn ssl_opts(cfg: &DatabaseConfig, socket: bool) -> Option<SslOpts> {
         }
         offered
     });
-    (plan == Plan::Tls).then(|| opts_for(&cfg.tls))
-}
-
-/// [`crate::db::connect_opts`] run on a blocking thread (the `preferred` probe blocks), for
-/// connections opened from async code outside the pool (the binlog stream).
-pub async fn connect_opts(cfg: &DatabaseConfig) -> mysql_async::OptsBuilder {
-    let owned = cfg.clone();
-    match tokio::task::spawn_blocking(move || crate::db::connect_opts(&owned)).await {
-        Ok(opts) => opts,
-        Err(_) => crate::db::connect_opts(cfg),
-    }
+    (plan == Plan::Tls).then(|| opts_for(tls))
 }
 
 /// The checks each mode asks for; the CA and client identity when given.

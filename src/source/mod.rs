@@ -2,7 +2,6 @@
 
 pub mod binlog;
 pub mod replica;
-pub mod row;
 pub mod sweep;
 
 /// What made the daemon look at a process (written to the history table's `trigger` column).

@@ -14,7 +14,7 @@ use crate::config::DatabaseConfig;
 /// Options of the binlog connection (`cfg` is `[binlog]`'s server, defaulting to
 /// `[database]`'s); built off the async threads, as `ssl_mode = preferred` asks the server first.
 pub async fn options(cfg: &DatabaseConfig) -> mysql_async::Opts {
-    crate::tls::connect_opts(cfg).await.into()
+    crate::db::connect_opts_off_thread(cfg).await.into()
 }
 
 /// Connects within the configured connect timeout.

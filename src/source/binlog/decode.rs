@@ -15,7 +15,7 @@ use tracing::{debug, error};
 use super::compressed;
 use super::position::{rotate_name, Position};
 use super::{gtid, gtid_set};
-use crate::source::row::{RowChange, RowImage, RowKind};
+use crate::row::{RowChange, RowImage, RowKind};
 
 /// The table whose row events are followed.
 pub const TABLE: &str = "STATUS_PROCESS";

@@ -29,9 +29,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::row::{Meaning, RowChange};
 use super::{Trigger, TriggerSource};
 use crate::config::DatabaseConfig;
+use crate::row::{Meaning, ProceseSink, RowChange};
 use crate::state::StateDir;
 use decode::{Decoder, Procese, Step};
 
@@ -99,18 +99,6 @@ impl Status {
 pub enum BinlogFatal {
     #[error("another replica is connected to the server with server_id {server_id} ({message}); set [monitor] server_id to a value no other replica or monitor_service uses")]
     ServerIdClash { server_id: u32, message: String },
-}
-
-/// The pipeline side's view of PROCESE (host scoping): the stream hands it PROCESE's row
-/// changes and DDL in log order, and asks it whether an alarm raised for a process is this
-/// daemon's before sending the trigger.
-pub trait ProceseSink: Send + Sync {
-    /// A PROCESE row changed.
-    fn changed(&self, change: &RowChange);
-    /// PROCESE's definition (or rows, logged as SQL text) changed: read it again.
-    fn redefined(&self);
-    /// Whether an alarm raised for `process_id` is this daemon's to handle.
-    fn wants(&self, process_id: i64) -> bool;
 }
 
 /// Where the stream starts and how to talk to the server.

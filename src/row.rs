@@ -1,6 +1,8 @@
-//! A changed STATUS_PROCESS row as the binlog decodes it: what kind of change and the before /
-//! after images by column name. The binlog source produces these; only the pipeline
-//! (`crate::pipeline::alarm_raised`) says what one means.
+//! The vocabulary between the binlog decoder and the parts that give rows a meaning: a changed
+//! row (STATUS_PROCESS, or PROCESE for host scoping) with its before / after images by column
+//! name, the [`Meaning`] the pipeline gives STATUS_PROCESS changes
+//! (`crate::pipeline::alarm_raised`) and the [`ProceseSink`] host scoping gives PROCESE's.
+//! The decoder produces these and never decides what one means.
 
 use mysql_async::Value;
 
@@ -60,6 +62,18 @@ impl RowChange {
 /// What a change means to whoever follows the table: the id of a process to look at, or
 /// nothing. The binlog source is given one (the pipeline's) and never decides itself.
 pub type Meaning = fn(&RowChange) -> Option<i64>;
+
+/// The pipeline side's view of PROCESE (host scoping): the stream hands it PROCESE's row
+/// changes and DDL in log order, and asks it whether an alarm raised for a process is this
+/// daemon's before sending the trigger.
+pub trait ProceseSink: Send + Sync {
+    /// A PROCESE row changed.
+    fn changed(&self, change: &RowChange);
+    /// PROCESE's definition (or rows, logged as SQL text) changed: read it again.
+    fn redefined(&self);
+    /// Whether an alarm raised for `process_id` is this daemon's to handle.
+    fn wants(&self, process_id: i64) -> bool;
+}
 
 #[cfg(test)]
 mod tests {
