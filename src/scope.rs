@@ -14,7 +14,7 @@ use mysql_async::prelude::{Query, WithParams};
 use mysql_async::{Conn, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::db::{Db, DbError};
 use crate::row::{ProceseSink, RowChange, RowKind};
@@ -142,6 +142,11 @@ struct Known {
     /// Edits applied while a read was under way: replayed over its snapshot, which may be
     /// older than they are (every edit arrives in log order, so the map still converges).
     journal: Vec<Edit>,
+    /// PROCESE's definition changed (DDL in the binlog) and no read begun since has finished:
+    /// the binlog path cannot tell whose an alarm is and leaves it to the sweep that follows.
+    stale: bool,
+    /// Counts definition changes, so a read begun before the latest one does not end `stale`.
+    generation: u64,
 }
 
 impl Known {
@@ -157,6 +162,8 @@ impl Known {
 struct Loading<'a> {
     scope: &'a Scope,
     done: bool,
+    /// [`Known::generation`] when the read began.
+    generation: u64,
 }
 
 impl Loading<'_> {
@@ -171,6 +178,7 @@ impl Loading<'_> {
         known.loaded = true;
         known.column = column;
         known.mine = mine;
+        known.stale = known.generation != self.generation;
         for edit in known.journal.clone() {
             known.edit(&self.scope.own, &edit);
         }
@@ -203,7 +211,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The scope of a daemon named `host`; every row is its own until [`Scope::refresh`] finds
+    /// The scope of a daemon named `host`; every row is its own until [`Scope::load`] finds
     /// the column.
     pub fn new(host: &str) -> Scope {
         Scope {
@@ -251,11 +259,21 @@ impl Scope {
     }
 
     fn begin_load(&self) -> Loading<'_> {
-        self.write().loading += 1;
+        let mut known = self.write();
+        known.loading += 1;
         Loading {
             scope: self,
             done: false,
+            generation: known.generation,
         }
+    }
+
+    /// PROCESE's definition changed (in log order): until a read begun after this has finished,
+    /// alarms from the binlog are left to the sweep ([`Scope::follow_ddl`] asks for one).
+    pub fn redefine(&self) {
+        let mut known = self.write();
+        known.generation += 1;
+        known.stale = true;
     }
 
     /// Re-reads the column and the map on `conn`.
@@ -273,14 +291,6 @@ impl Scope {
         };
         loading.install(column, mine.into_iter().collect());
         Ok(column)
-    }
-
-    /// [`Scope::load`] on a pooled connection.
-    pub async fn refresh(&self, db: &Db) -> Result<Column, DbError> {
-        let mut conn = db.conn().await?;
-        self.load(&mut conn)
-            .await
-            .map_err(query_err("reading PROCESE hosts"))
     }
 
     /// The sweep: re-reads the map (the sweep runs after every binlog reconnect, so the map
@@ -308,16 +318,17 @@ impl Scope {
         ids.map_err(query_err("the sweep query"))
     }
 
-    /// Re-reads PROCESE each time its definition changes, until `token` is cancelled.
-    pub async fn follow_ddl(self: Arc<Self>, db: Arc<Db>, token: CancellationToken) {
+    /// Each time PROCESE's definition changes, asks for a sweep (`kick`): it re-reads PROCESE
+    /// (ending the stale time) and then finds this daemon's alarms raised meanwhile, which the
+    /// binlog path left alone. Until `token` is cancelled.
+    pub async fn follow_ddl(self: Arc<Self>, kick: Arc<Notify>, token: CancellationToken) {
         loop {
             tokio::select! {
                 _ = self.redefined.notified() => {}
                 _ = token.cancelled() => return,
             }
-            if let Err(e) = self.refresh(&db).await {
-                warn!(error = %e, "cannot re-read PROCESE after it changed; the next sweep does");
-            }
+            debug!("PROCESE changed; sweeping to re-read it");
+            kick.notify_one();
         }
     }
 }
@@ -328,10 +339,18 @@ impl ProceseSink for Scope {
     }
 
     fn redefined(&self) {
+        self.redefine();
         self.redefined.notify_one();
     }
 
     fn wants(&self, process_id: i64) -> bool {
+        if self.read().stale {
+            debug!(
+                process_id,
+                "binlog: PROCESE is being re-read; the sweep that follows decides"
+            );
+            return false;
+        }
         let mine = self.owns(process_id);
         if !mine {
             debug!(
@@ -509,6 +528,24 @@ mod tests {
             edits(&rekeyed),
             vec![Edit::Remove(4), Edit::Set(5, Some("alpha".into()))]
         );
+    }
+
+    #[test]
+    fn after_a_definition_change_the_binlog_path_waits_for_a_read_begun_later() {
+        let scope = Scope::new("alpha");
+        assert!(scope.wants(1), "no column: every process");
+        let early = scope.begin_load();
+        ProceseSink::redefined(&scope);
+        assert!(!scope.wants(1), "stale: left to the sweep");
+        early.install(Column::CaseInsensitive, HashSet::new());
+        assert!(
+            !scope.wants(1),
+            "a read begun before the change does not end it"
+        );
+        let later = scope.begin_load();
+        later.install(Column::CaseInsensitive, HashSet::from([1]));
+        assert!(scope.wants(1));
+        assert!(!scope.wants(2));
     }
 
     #[test]

@@ -233,11 +233,7 @@ impl Running {
                 tx.clone(),
                 token.clone(),
             )),
-            tokio::spawn(
-                core.scope
-                    .clone()
-                    .follow_ddl(core.db.clone(), token.clone()),
-            ),
+            tokio::spawn(core.scope.clone().follow_ddl(kick.clone(), token.clone())),
         ];
         if !core.opts.dry_run {
             let beat = core
