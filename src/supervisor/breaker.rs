@@ -130,7 +130,7 @@ pub fn to_text(book: &BTreeMap<i64, Breaker>, now: Instant, now_wall: SystemTime
     out
 }
 
-/// Error in a saved breaker file.
+/// Error in a saved state file (breakers, owed clears): the line and what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("line {line}: {reason}")]
 pub struct ParseError {

@@ -4,6 +4,7 @@
 //! older than `circuit_reset_time` is dropped and the alarm handled as a new one. Also the
 //! claim checks around a procedure and how a database error maps to [`Handled`].
 
+use super::breaker::ParseError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -246,14 +247,6 @@ pub fn to_text(owed: &HashMap<i64, Owed>) -> String {
         out.push_str(&format!("{id} {ms} {} {notes}\n", o.name));
     }
     out
-}
-
-/// Error in a saved owed clears file.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("line {line}: {reason}")]
-pub struct ParseError {
-    pub line: usize,
-    pub reason: String,
 }
 
 /// Reads what [`to_text`] wrote. A restart time later than `now` (clock set back since) is
