@@ -4,13 +4,13 @@
 //! older than `circuit_reset_time` is dropped and the alarm handled as a new one. Also the
 //! claim checks around a procedure and how a database error maps to [`Handled`].
 
-use super::breaker::ParseError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
+use super::breaker::ParseError;
 use super::Handled;
 use crate::command;
 use crate::db::{Claim, Cleared, Db, DbError};
