@@ -113,7 +113,7 @@ impl Heartbeat {
             }
             // An outage is said by the database handle; the row is written when it is back.
             Err(e) if e.is_connectivity() => {
-                debug!(table = %self.table, error = %e, "hosts table not written: database unreachable");
+                debug!(table = %self.table, error = %e, "hosts table not written: the database cannot be reached (the outage is logged once by itself)");
                 false
             }
             Err(e) => {

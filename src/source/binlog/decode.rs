@@ -247,7 +247,7 @@ impl Decoder {
             // DDL may reorder columns: map them again at the next TABLE_MAP.
             self.mapped.clear();
         }
-        if self.procese.is_some() && names_word(sql, PROCESE) {
+        if self.procese.is_some() && self.in_our_database(schema, sql) && names_word(sql, PROCESE) {
             if let Some(p) = self.procese.as_mut() {
                 p.mapped.clear();
             }
@@ -289,8 +289,13 @@ impl Decoder {
         } else {
             sql.contains(TABLE)
         };
-        let in_ours = self.same(schema, &self.database) || sql.contains(self.database.as_str());
-        mentions_table && in_ours
+        mentions_table && self.in_our_database(schema, sql)
+    }
+
+    /// True when a statement runs in our database or names it (another database's PROCESE or
+    /// STATUS_PROCESS is not ours).
+    fn in_our_database(&self, schema: &str, sql: &str) -> bool {
+        self.same(schema, &self.database) || sql.contains(self.database.as_str())
     }
 }
 
