@@ -466,6 +466,36 @@ mod tests {
     }
 
     #[test]
+    fn only_our_databases_procese_statements_redefine_it() {
+        let mut d = Decoder::new("app", false, vec![], vec![]);
+        d.procese = Some(Procese::default());
+        let mut pos = at();
+        let alter = "ALTER TABLE PROCESE ADD COLUMN host VARCHAR(255) NULL";
+        assert!(matches!(
+            d.query("app", alter, 100, &mut pos),
+            Step::ProceseRedefined
+        ));
+        assert!(matches!(
+            d.query("other", alter, 200, &mut pos),
+            Step::Committed
+        ));
+        assert!(matches!(
+            d.query(
+                "other",
+                "ALTER TABLE app.PROCESE ADD KEY h (host)",
+                300,
+                &mut pos
+            ),
+            Step::ProceseRedefined
+        ));
+        d.procese = None;
+        assert!(matches!(
+            d.query("app", alter, 400, &mut pos),
+            Step::Committed
+        ));
+    }
+
+    #[test]
     fn statements_naming_our_table_are_recognised() {
         let d = Decoder::new("app", false, vec![], vec![]);
         assert!(d.names_our_table("app", "UPDATE STATUS_PROCESS SET alarma = 1"));
