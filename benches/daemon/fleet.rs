@@ -15,8 +15,9 @@ pub(crate) struct Plan {
     pub ns: Vec<usize>,
     /// The quiet window for idle CPU (a multiple of the 10 s MONITOR_HOSTS interval).
     pub idle: Duration,
-    /// Alarms on host h1's processes, 20 ms apart.
+    /// Alarms on host h1's processes, `gap` apart.
     pub alarms: usize,
+    pub gap: Duration,
     /// Noise rate (rows/s) and how long it is measured.
     pub noise_rate: u64,
     pub noise: Duration,
@@ -25,12 +26,13 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// `fleet [replica] [N...] [idle=S] [alarms=A] [noise=S] [rate=R]`.
+    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R]`.
     pub fn parse(args: &[String]) -> Plan {
         let mut p = Plan {
             ns: Vec::new(),
             idle: Duration::from_secs(20),
             alarms: 200,
+            gap: Duration::from_millis(50),
             noise_rate: 1000,
             noise: Duration::from_secs(10),
             replica: false,
@@ -45,10 +47,11 @@ impl Plan {
                 None => p.ns.push(num(a) as usize),
                 Some(("idle", v)) => p.idle = Duration::from_secs(num(v)),
                 Some(("alarms", v)) => p.alarms = num(v) as usize,
+                Some(("gap", v)) => p.gap = Duration::from_millis(num(v)),
                 Some(("noise", v)) => p.noise = Duration::from_secs(num(v)),
                 Some(("rate", v)) => p.noise_rate = num(v),
                 Some(_) => {
-                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, noise=S or rate=R")
+                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S or rate=R")
                 }
             }
         }
@@ -381,7 +384,7 @@ async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, b
     let (cmd, clear, lost) = alarm_series(
         &b.pool,
         &ids,
-        Duration::from_millis(20),
+        plan.gap,
         Duration::from_secs(5),
         &b.dir.join("h1/stamps"),
     )
@@ -473,12 +476,14 @@ pub(crate) async fn fleet(plan: &Plan) {
     println!("## Fleet: N daemons on one database ({via})");
     println!();
     println!(
-        "Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \
+        "Server {}. Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \
          Idle = a quiet window of {} s after all follow the binlog (+3 s); server CPU = utime+stime of the server's /proc/PID/stat over it, as % of one core; per idle daemon = (with N - with 0) / N. \
-         Alarms: {} on host h1's 10 processes (round robin, 20 ms apart; a process is raised again only once cleared), UPDATE's client OK to the restart command's start and to the alarm cleared. \
+         Alarms: {} on host h1's 10 processes (round robin, {} ms apart; a process is raised again only once cleared), UPDATE's client OK to the restart command's start and to the alarm cleared. \
          Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core.",
+        server_version(&servers.primary).await,
         plan.idle.as_secs(),
         plan.alarms,
+        plan.gap.as_millis(),
         plan.noise_rate,
         plan.noise.as_secs()
     );

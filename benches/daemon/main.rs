@@ -8,7 +8,7 @@
 //! cargo bench --bench daemon -- noise [SECONDS=15]
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
-//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [noise=10] [rate=1000]
+//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
 //! ```
@@ -85,6 +85,14 @@ fn server_url() -> String {
             .expect("no URL from testdb.sh")
     })
     .clone()
+}
+
+/// `SELECT VERSION()` of the server at `url`, for the tables' headers.
+async fn server_version(url: &str) -> String {
+    let mut c = Conn::new(Opts::from_url(url).unwrap()).await.unwrap();
+    let v: Option<String> = c.query_first("SELECT VERSION()").await.unwrap();
+    let _ = c.disconnect().await;
+    v.unwrap_or_default()
 }
 
 fn stop_bench_db() {
@@ -539,7 +547,7 @@ async fn latency(alarms: usize) {
         "## Reaction latency: UPDATE commit (client OK) to restart command start / alarm cleared"
     );
     println!();
-    println!("{alarms} alarms per mode, one process each, paced 20 ms apart (so in sweep-only mode about 50 alarms wait for each sweep); max_parallel_restarts = 4; trivial commands (bench/stamp.c as systemctl, `true` as health check).");
+    println!("Server {} ({}). {alarms} alarms per mode, one process each, paced 20 ms apart (so in sweep-only mode about 50 alarms wait for each sweep); max_parallel_restarts = 4; trivial commands (bench/stamp.c as systemctl, `true` as health check).", server_version(&server_url()).await, flavor());
     println!();
     println!("| mode | to command p50 | p90 | p99 | max | to cleared p50 | p90 | p99 | max | not handled within 10 s |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -1047,7 +1055,7 @@ async fn run(args: Vec<String>) {
         }
         other => {
             eprintln!(
-                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [noise=S] [rate=R] | smoke | all"
+                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] | smoke | all"
             );
             std::process::exit(2);
         }
