@@ -298,6 +298,8 @@ fn stop_fleet(daemons: Vec<Daemon>) {
 #[derive(Default)]
 struct Row {
     n: usize,
+    /// The 1-minute load average when the row started (other work on the machine).
+    load: String,
     start: Option<Duration>,
     rss_mean_max: Option<(f64, f64)>,
     latency: Option<([f64; 4], [f64; 4], usize, usize)>,
@@ -308,6 +310,16 @@ struct Row {
     noise: ServerCpu,
     per_1000: ServerCpu,
     daemons_noise: Option<f64>,
+}
+
+/// The 1-minute load average (from /proc/loadavg).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// Summed CPU seconds of the daemons.
@@ -428,8 +440,9 @@ fn print_row(r: &Row, alarms: usize) {
         ),
     };
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
         r.n,
+        r.load,
         opt(r.start.map(|d| format!("{:.1} s", d.as_secs_f64()))),
         opt(r.rss_mean_max.map(|(m, x)| format!("{m:.1} / {x:.1} MB"))),
         c[0],
@@ -479,7 +492,7 @@ pub(crate) async fn fleet(plan: &Plan) {
         "Server {}. Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \
          Idle = a quiet window of {} s after all follow the binlog (+3 s); server CPU = utime+stime of the server's /proc/PID/stat over it, as % of one core; per idle daemon = (with N - with 0) / N. \
          Alarms: {} on host h1's 10 processes (round robin, {} ms apart; a process is raised again only once cleared), UPDATE's client OK to the restart command's start and to the alarm cleared. \
-         Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core.",
+         Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core. Load avg = the machine's 1-minute load average when the row started (this machine has 2 cores; other work on it shows there).",
         server_version(&servers.primary).await,
         plan.idle.as_secs(),
         plan.alarms,
@@ -488,8 +501,8 @@ pub(crate) async fn fleet(plan: &Plan) {
         plan.noise.as_secs()
     );
     println!();
-    println!("| daemons | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| daemons | load avg | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let base = baseline(&servers, &pids, plan).await;
     print_row(&base, plan.alarms);
     for &n in &plan.ns {
