@@ -409,6 +409,7 @@ async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, b
     let nf = n as f64;
     Row {
         n,
+        load: String::new(),
         start: Some(start),
         rss_mean_max: Some((
             rss.iter().sum::<f64>() / nf,
