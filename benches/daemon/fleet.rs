@@ -504,18 +504,18 @@ pub(crate) async fn fleet(plan: &Plan) {
     println!();
     println!("| daemons | load avg | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let base = baseline(&servers, &pids, plan).await;
+    let load = load_average();
+    let base = Row {
+        load,
+        ..baseline(&servers, &pids, plan).await
+    };
     print_row(&base, plan.alarms);
     for &n in &plan.ns {
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        eprintln!(
-            "fleet {n}: load average {}",
-            load.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let row = fleet_of(&servers, &pids, plan, n, &base).await;
+        let load = load_average();
+        let row = Row {
+            load,
+            ..fleet_of(&servers, &pids, plan, n, &base).await
+        };
         print_row(&row, plan.alarms);
     }
     println!();
