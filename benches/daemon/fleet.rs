@@ -312,14 +312,26 @@ struct Row {
     daemons_noise: Option<f64>,
 }
 
-/// The 1-minute load average (from /proc/loadavg).
+/// The 1-minute load average (from /proc/loadavg) and how many compilers (rustc, cc1) run
+/// now: other work on the machine.
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
+    let load = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
         .next()
         .unwrap_or("?")
-        .to_string()
+        .to_string();
+    let compilers = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                    matches!(comm.trim(), "rustc" | "cc1" | "cc1plus")
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    format!("{load}, {compilers} rustc")
 }
 
 /// Summed CPU seconds of the daemons.
@@ -493,7 +505,7 @@ pub(crate) async fn fleet(plan: &Plan) {
         "Server {}. Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \
          Idle = a quiet window of {} s after all follow the binlog (+3 s); server CPU = utime+stime of the server's /proc/PID/stat over it, as % of one core; per idle daemon = (with N - with 0) / N. \
          Alarms: {} on host h1's 10 processes (round robin, {} ms apart; a process is raised again only once cleared), UPDATE's client OK to the restart command's start and to the alarm cleared. \
-         Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core. Load avg = the machine's 1-minute load average when the row started (this machine has 2 cores; other work on it shows there).",
+         Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core. Load = the machine's 1-minute load average when the row started (this machine has 2 cores; it lags, so it includes the previous row's own work) and how many compiler processes (rustc, cc1: other sessions building) ran then.",
         server_version(&servers.primary).await,
         plan.idle.as_secs(),
         plan.alarms,
@@ -502,7 +514,7 @@ pub(crate) async fn fleet(plan: &Plan) {
         plan.noise.as_secs()
     );
     println!();
-    println!("| daemons | load avg | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
+    println!("| daemons | load, compilers | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let load = load_average();
     let base = Row {
