@@ -1,7 +1,7 @@
 # monitor_service in a container, for the docker-compose.yml demo:
 #   docker compose up --build
 # Stage 1 builds the release binary; stage 2 is a small Debian runtime with
-# procps (pgrep/ps for health checks), the MariaDB client (test_alarm.sh)
+# procps (pgrep/ps for health checks), libssl3 (TLS), the MariaDB client (test_alarm.sh)
 # and three demo processes for the daemon to keep alive.
 
 FROM rust:1-bookworm AS build
@@ -17,7 +17,7 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends procps mariadb-client-core \
+    && apt-get install -y --no-install-recommends procps libssl3 mariadb-client-core \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/monitor_service /usr/bin/monitor_service
 COPY scripts/test_alarm.sh /usr/local/bin/test_alarm.sh

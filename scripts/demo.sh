@@ -60,6 +60,7 @@ fi
 
 ensure_mariadb
 
+ensure_build_deps
 log "demo: cargo build --release"
 cargo build --release
 

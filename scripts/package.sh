@@ -115,6 +115,7 @@ for kind in "${kinds[@]}"; do
   esac
 done
 
+ensure_build_deps
 log "package: cargo build --release --locked (target dir $target_dir)"
 cargo build --release --locked >&2
 

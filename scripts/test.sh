@@ -46,6 +46,7 @@ else
   log "test: using the server at MONITOR_TEST_DB_URL"
 fi
 
+ensure_build_deps
 log "test: cargo fmt --all -- --check"
 cargo fmt --all -- --check
 log "test: cargo clippy --all-targets -- -D warnings"

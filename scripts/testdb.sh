@@ -310,12 +310,14 @@ mysql_argv() {
 }
 
 # The tests' account: a random password, every privilege, from anywhere.
-# Then FLUSH PRIVILEGES, so its first login is a full authentication.
+# Then FLUSH PRIVILEGES, so its first login is a full authentication. Kept out
+# of the binlog: a replica of this server (scripts/replica.sh) has its own.
 create_test_user() {
   local sock="$1" pw
   pw="msit-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   (umask 077 && echo "$pw" >"$state_dir/password")
   admin "$sock" -e "
+    SET SESSION sql_log_bin = 0;
     DROP USER IF EXISTS ''@'localhost';
     CREATE USER '$test_user'@'%' IDENTIFIED BY '$pw';
     GRANT ALL PRIVILEGES ON *.* TO '$test_user'@'%' WITH GRANT OPTION;

@@ -45,7 +45,9 @@ pub fn missing_programs(config: &Config) -> Vec<Finding> {
     for p in std::iter::once(&config.process_default).chain(config.processes.values()) {
         for cmd in [
             &p.pre_restart_command,
-            &Some(p.health_check_command.clone()),
+            // The default `pgrep %s` is checked inside the daemon: no program needed.
+            &Some(p.health_check_command.clone())
+                .filter(|c| !crate::supervisor::health::is_builtin(c)),
             &p.start_command,
         ]
         .into_iter()
@@ -75,16 +77,20 @@ async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
     if mode == BinlogMode::Off {
         return (vec![Finding::Ok("binlog = off: sweeps only".into())], false);
     }
-    let problems = match binlog::check(db, &config.database.user).await {
+    let problems = match crate::source::replica::check(config, db).await {
         Ok(r) => {
             let at = r.position.map(|p| p.to_string()).unwrap_or_default();
-            return (
-                vec![Finding::Ok(format!(
-                    "the binlog can be followed (ROW, now at {at}, server_id {})",
-                    binlog::server_id(config.monitor.server_id)
-                ))],
-                false,
+            let mut findings = vec![Finding::Ok(format!(
+                "the binlog can be followed (ROW, now at {at}, server_id {})",
+                binlog::server_id(config.monitor.server_id)
+            ))];
+            findings.extend(
+                r.settings
+                    .report()
+                    .into_iter()
+                    .map(|s| Finding::Ok(format!("binlog: {s}"))),
             );
+            return (findings, false);
         }
         Err(problems) => problems,
     };

@@ -48,6 +48,19 @@ pub enum ConfigError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// Run as root, the file could be changed by someone else than root: it names commands
+    /// that run as root.
+    #[error("{}: refusing to run as root with a config file {problem} (owner uid {owner}, mode {mode:04o}): it names commands that run as root; run chown root {} and chmod go-w {}", .path.display(), .path.display(), .path.display())]
+    Unsafe {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: &'static str,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A key has a value that is not allowed (boxed to keep the error small).
     #[error("{0}")]
     Invalid(Box<InvalidValue>),
@@ -129,6 +142,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[alerts]`.
     pub alerts: AlertsConfig,
+    /// `[binlog]`: the server the binlog stream is read from (a replica), when not `[database]`.
+    pub binlog_server: Option<DatabaseConfig>,
     /// Built-ins overlaid by `[process.default]`.
     pub process_default: ProcessConfig,
     /// `[process.NAME]` overlaid on `process_default`.
@@ -144,6 +159,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             metrics: MetricsConfig::default(),
             alerts: AlertsConfig::default(),
+            binlog_server: None,
             process_default: ProcessConfig::default(),
             processes: BTreeMap::new(),
         }
@@ -195,6 +211,8 @@ pub struct DatabaseConfig {
     pub socket: Option<PathBuf>,
     /// Bound on establishing a connection.
     pub connect_timeout: Duration,
+    /// `ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key`.
+    pub tls: TlsConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -207,8 +225,62 @@ impl Default for DatabaseConfig {
             database: "v_process_monitor".to_string(),
             socket: None,
             connect_timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
         }
     }
+}
+
+/// `ssl_mode`: the mysql client's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Never TLS.
+    Disabled,
+    /// TLS when the server offers it (certificate not checked), else plain.
+    #[default]
+    Preferred,
+    /// TLS or no connection (certificate not checked).
+    Required,
+    /// TLS with a certificate signed by `ssl_ca` (or the system's CAs).
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    /// The names `ssl_mode` accepts, in order.
+    pub const NAMES: &'static [&'static str] = &[
+        "disabled",
+        "preferred",
+        "required",
+        "verify_ca",
+        "verify_identity",
+    ];
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = match self {
+            SslMode::Disabled => 0,
+            SslMode::Preferred => 1,
+            SslMode::Required => 2,
+            SslMode::VerifyCa => 3,
+            SslMode::VerifyIdentity => 4,
+        };
+        f.write_str(SslMode::NAMES[i])
+    }
+}
+
+/// The TLS keys of `[database]` (and `[binlog]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// `ssl_mode`.
+    pub mode: SslMode,
+    /// `ssl_ca`: PEM file of the CA(s) that sign the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// `ssl_cert`: PEM file of this client's certificate (with `ssl_key`).
+    pub cert: Option<PathBuf>,
+    /// `ssl_key`: PEM file of this client's private key.
+    pub key: Option<PathBuf>,
 }
 
 /// `[monitor] binlog`.
@@ -259,6 +331,8 @@ pub struct MonitorConfig {
     pub host: String,
     /// Optional table with one row per daemon (a safe SQL identifier).
     pub hosts_table: String,
+    /// Only names with a `[process.NAME]` section are restarted.
+    pub only_configured: bool,
 }
 
 impl Default for MonitorConfig {
@@ -276,6 +350,7 @@ impl Default for MonitorConfig {
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             host: machine_host_name(),
             hosts_table: "MONITOR_HOSTS".to_string(),
+            only_configured: false,
         }
     }
 }
@@ -417,6 +492,23 @@ pub struct ProcessConfig {
     pub stop_timeout: Duration,
     /// Bound on each pre-restart or health-check run.
     pub command_timeout: Duration,
+    /// Account the `process` strategy starts it as; `None` = the account it ran as.
+    pub user: Option<Account>,
+    /// Group the `process` strategy starts it with; `None` = the user's (or the old process's).
+    pub group: Option<Account>,
+    /// How long the built-in health check wants the process to stay alive once found.
+    pub health_check_settle: Duration,
+}
+
+/// A user or group from the config, resolved on this host when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// As written.
+    pub name: String,
+    /// The uid or gid.
+    pub id: u32,
+    /// For a user: its primary group.
+    pub gid: Option<u32>,
 }
 
 impl Default for ProcessConfig {
@@ -432,6 +524,9 @@ impl Default for ProcessConfig {
             start_command: None,
             stop_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
+            user: None,
+            group: None,
+            health_check_settle: Duration::from_secs(1),
         }
     }
 }
@@ -444,6 +539,14 @@ const DATABASE_KEYS: &[&str] = &[
     "database",
     "socket",
     "connect_timeout",
+    "ssl_mode",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+];
+/// `[binlog]`: where the binlog stream is read from (each key defaults to `[database]`'s).
+const BINLOG_KEYS: &[&str] = &[
+    "host", "port", "user", "password", "socket", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key",
 ];
 const MONITOR_KEYS: &[&str] = &[
     "check_interval",
@@ -458,6 +561,7 @@ const MONITOR_KEYS: &[&str] = &[
     "control_socket",
     "host",
     "hosts_table",
+    "only_configured",
 ];
 const METRICS_KEYS: &[&str] = &["listen", "textfile"];
 const ALERTS_KEYS: &[&str] = &["command", "after"];
@@ -473,6 +577,9 @@ const PROCESS_KEYS: &[&str] = &[
     "start_command",
     "stop_timeout",
     "command_timeout",
+    "user",
+    "group",
+    "health_check_settle",
 ];
 const PROCESS_PREFIX: &str = "process.";
 
@@ -485,6 +592,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        if nix::unistd::geteuid().is_root() {
+            ownership_check(path)?;
+        }
         let mut loaded = Config::parse(&text, path)?;
         if loaded.config.database.password.is_some() {
             if let Some(w) = mode_warning(path) {
@@ -501,6 +611,11 @@ impl Config {
         let mut warnings = raw.warnings.clone();
         let config = build(&raw, path, &mut warnings)?;
         Ok(Loaded { config, warnings })
+    }
+
+    /// The server the binlog stream is read from: `[binlog]` when present, else `[database]`.
+    pub fn binlog_database(&self) -> &DatabaseConfig {
+        self.binlog_server.as_ref().unwrap_or(&self.database)
     }
 
     /// Settings for process `name`: `[process.NAME]`, else
@@ -598,6 +713,29 @@ fn io_hint(e: &std::io::Error) -> String {
     }
 }
 
+/// Refuses a config file that someone other than root could change (not owned by root, or
+/// writable by group/others).
+fn ownership_check(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
+    let problem = if owner != 0 {
+        "not owned by root"
+    } else if mode & 0o022 != 0 {
+        "writable by group/others"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Unsafe {
+        path: path.to_path_buf(),
+        problem,
+        owner,
+        mode,
+    })
+}
+
 fn mode_warning(path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
@@ -614,7 +752,7 @@ fn mode_warning(path: &Path) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Stage 1: raw strings with line numbers.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct RawValue {
     value: String,
     line: Option<usize>,
@@ -928,7 +1066,13 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         database: db.field("database", d.database, sql_identifier)?,
         socket: db.opt_field("socket", d.socket, file_path)?,
         connect_timeout: db.field("connect_timeout", d.connect_timeout, positive_seconds)?,
+        tls: tls_config(&db, &d.tls)?,
     };
+    socket_tls_warning(&database, path, "database", warnings);
+    let binlog_server = binlog_server(&sect("binlog"), &database, warnings)?;
+    if let Some(b) = &binlog_server {
+        socket_tls_warning(b, path, "binlog", warnings);
+    }
 
     let mon = sect("monitor");
     mon.warn_unknown(MONITOR_KEYS, warnings);
@@ -958,6 +1102,7 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         control_socket: mon.field("control_socket", m.control_socket, socket_path)?,
         host: mon.field("host", m.host, daemon_host)?,
         hosts_table: mon.field("hosts_table", m.hosts_table, sql_identifier)?,
+        only_configured: mon.field("only_configured", m.only_configured, yes_no)?,
     };
 
     let lg = sect("logging");
@@ -1003,6 +1148,7 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
             "database" | "monitor" | "logging" | "metrics" | "alerts" | "process.default" => {
                 continue
             }
+            "binlog" => continue,
             _ => {}
         }
         let Some(process) = name.strip_prefix(PROCESS_PREFIX) else {
@@ -1015,7 +1161,9 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
                 w.push_str("; did you mean [process.NAME] or [process.default]?");
             } else if let Some(s) = suggest(
                 name,
-                &["database", "monitor", "logging", "metrics", "alerts"],
+                &[
+                    "database", "monitor", "logging", "metrics", "alerts", "binlog",
+                ],
             ) {
                 w.push_str(&format!("; did you mean [{s}]?"));
             }
@@ -1041,6 +1189,8 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         processes.insert(process.to_string(), process_config(&s, &process_default)?);
     }
 
+    lint_values(raw, path, warnings);
+
     Ok(Config {
         path: path.to_path_buf(),
         database,
@@ -1048,9 +1198,85 @@ fn build(raw: &Raw, path: &Path, warnings: &mut Vec<String>) -> Result<Config, C
         logging,
         metrics,
         alerts,
+        binlog_server,
         process_default,
         processes,
     })
+}
+
+/// The TLS keys of `s`, each defaulting to `base`'s.
+fn tls_config(s: &Sect<'_>, base: &TlsConfig) -> Result<TlsConfig, ConfigError> {
+    let b = base.clone();
+    let tls = TlsConfig {
+        mode: s.field("ssl_mode", b.mode, ssl_mode)?,
+        ca: s.opt_field("ssl_ca", b.ca, |v| pem_file(v, "CERTIFICATE"))?,
+        cert: s.opt_field("ssl_cert", b.cert, |v| pem_file(v, "CERTIFICATE"))?,
+        key: s.opt_field("ssl_key", b.key, |v| pem_file(v, "PRIVATE KEY"))?,
+    };
+    let missing = match (&tls.cert, &tls.key) {
+        (Some(_), None) => Some(("ssl_cert", "ssl_key")),
+        (None, Some(_)) => Some(("ssl_key", "ssl_cert")),
+        _ => None,
+    };
+    if let Some((given, absent)) = missing {
+        let raw = s
+            .keys
+            .and_then(|k| k.get(given))
+            .cloned()
+            .unwrap_or_default();
+        return Err(s.invalid(
+            given,
+            &raw,
+            format!("{given} needs {absent} too (the client certificate and its private key)"),
+        ));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        if let Err(e) = crate::tls::check_identity(cert, key) {
+            let raw = s.keys.and_then(|k| k.get("ssl_key")).cloned();
+            return Err(s.invalid("ssl_key", &raw.unwrap_or_default(), e));
+        }
+    }
+    Ok(tls)
+}
+
+/// A Unix socket never uses TLS: say so when `ssl_mode` asks for more than `preferred`.
+fn socket_tls_warning(d: &DatabaseConfig, path: &Path, section: &str, warnings: &mut Vec<String>) {
+    let strict = !matches!(d.tls.mode, SslMode::Disabled | SslMode::Preferred);
+    if let (Some(sock), true) = (&d.socket, strict) {
+        warnings.push(format!(
+            "{}: [{section}] ssl_mode = {} has no effect: connections go through the Unix socket {} (local, never TLS); set host/port without socket for TLS",
+            path.display(),
+            d.tls.mode,
+            sock.display()
+        ));
+    }
+}
+
+/// `[binlog]`: absent = `None` (the stream comes from `[database]`); present = `[database]`
+/// with the keys it sets. A `host` or `port` of its own means TCP (no `[database] socket`).
+fn binlog_server(
+    s: &Sect<'_>,
+    database: &DatabaseConfig,
+    warnings: &mut Vec<String>,
+) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let Some(keys) = s.keys else {
+        return Ok(None);
+    };
+    s.warn_unknown(BINLOG_KEYS, warnings);
+    let d = database.clone();
+    let own_tcp = keys.contains_key("host") || keys.contains_key("port");
+    let socket = if own_tcp { None } else { d.socket.clone() };
+    Ok(Some(DatabaseConfig {
+        host: s.field("host", d.host.clone(), host_name)?,
+        port: s.field("port", d.port, |v| {
+            uint(v, 1, 65535).map(|p| u16::try_from(p).unwrap_or(u16::MAX))
+        })?,
+        user: s.field("user", d.user.clone(), user_name)?,
+        password: s.opt_field("password", d.password.clone(), |v| Ok(Secret::new(v)))?,
+        socket: s.opt_field("socket", socket, file_path)?,
+        tls: tls_config(s, &d.tls)?,
+        ..d
+    }))
 }
 
 fn process_config(s: &Sect<'_>, base: &ProcessConfig) -> Result<ProcessConfig, ConfigError> {
@@ -1059,18 +1285,137 @@ fn process_config(s: &Sect<'_>, base: &ProcessConfig) -> Result<ProcessConfig, C
         restart_strategy: s.field("restart_strategy", b.restart_strategy, strategy)?,
         pre_restart_command: s.opt_field("pre_restart_command", b.pre_restart_command, command)?,
         health_check_command: s.field("health_check_command", b.health_check_command, command)?,
-        health_check_timeout: s.field(
-            "health_check_timeout",
-            b.health_check_timeout,
-            positive_seconds,
-        )?,
+        health_check_timeout: s.field("health_check_timeout", b.health_check_timeout, seconds)?,
         restart_delay: s.field("restart_delay", b.restart_delay, seconds)?,
         max_attempts: s.field("max_attempts", b.max_attempts, |v| uint32(v, 1, 100))?,
         unit: s.opt_field("unit", b.unit, unit_name)?,
         start_command: s.opt_field("start_command", b.start_command, command)?,
         stop_timeout: s.field("stop_timeout", b.stop_timeout, seconds)?,
         command_timeout: s.field("command_timeout", b.command_timeout, positive_seconds)?,
+        user: s.opt_field("user", b.user, user_account)?,
+        group: s.opt_field("group", b.group, group_account)?,
+        health_check_settle: s.field("health_check_settle", b.health_check_settle, seconds)?,
     })
+}
+
+/// `yes`/`no` (also true/false, on/off, 1/0).
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err("expected yes or no".to_string()),
+    }
+}
+
+/// `user`: an account name or uid that exists on this host.
+fn user_account(s: &str) -> Result<Account, String> {
+    use nix::unistd::{Uid, User};
+    let found = match s.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)),
+        Err(_) => User::from_name(s),
+    };
+    match found {
+        Ok(Some(u)) => Ok(Account {
+            name: s.to_string(),
+            id: u.uid.as_raw(),
+            gid: Some(u.gid.as_raw()),
+        }),
+        _ => Err(format!(
+            "expected a user of this host (a name from /etc/passwd or a uid): no user {s:?}; create it or fix the name"
+        )),
+    }
+}
+
+/// `group`: a group name or gid that exists on this host.
+fn group_account(s: &str) -> Result<Account, String> {
+    use nix::unistd::{Gid, Group};
+    let found = match s.parse::<u32>() {
+        Ok(n) => Group::from_gid(Gid::from_raw(n)),
+        Err(_) => Group::from_name(s),
+    };
+    match found {
+        Ok(Some(g)) => Ok(Account {
+            name: s.to_string(),
+            id: g.gid.as_raw(),
+            gid: None,
+        }),
+        _ => Err(format!(
+            "expected a group of this host (a name from /etc/group or a gid): no group {s:?}; create it or fix the name"
+        )),
+    }
+}
+
+/// Keys whose value is a command run without a shell.
+const COMMAND_KEYS: &[&str] = &[
+    "pre_restart_command",
+    "health_check_command",
+    "start_command",
+    "command",
+];
+
+/// Warnings for values that will not do what they seem to: a command with shell syntax
+/// (run without a shell, `|` or `>` are plain words), or a value wrapped in quotes.
+fn lint_values(raw: &Raw, path: &Path, warnings: &mut Vec<String>) {
+    for (section, sect) in &raw.sections {
+        for (key, v) in &sect.keys {
+            let at = format!(
+                "{}{}: [{}] {}",
+                path.display(),
+                line_suffix(v.line),
+                shown(section),
+                shown(key)
+            );
+            let value = v.value.trim();
+            if wrapped_in_quotes(value) {
+                warnings.push(format!(
+                    "{at}: the value is wrapped in quotes, which are kept (or, in a command, make it one word); remove them"
+                ));
+            }
+            let is_command = COMMAND_KEYS.contains(&key.as_str())
+                && (section.starts_with(PROCESS_PREFIX) || section == "alerts");
+            if is_command {
+                if let Some(token) = shell_syntax(value) {
+                    warnings.push(format!(
+                        "{at}: the command holds shell syntax {token:?}, which does not work without a shell (commands run without one); wrap it as sh -c \"...\" or use a script"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn wrapped_in_quotes(value: &str) -> bool {
+    value.len() >= 2
+        && ((value.starts_with('"') && value.ends_with('"'))
+            || (value.starts_with('\'') && value.ends_with('\'')))
+}
+
+/// The first shell operator outside quotes: `|`, `>`, `<`, `&&`, `;`, `2>&1`, `$(`.
+fn shell_syntax(command: &str) -> Option<&'static str> {
+    let chars: Vec<char> = command.chars().collect();
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some('"'), '\\') => i += 1,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '\\') => i += 1,
+            (None, '2') if chars[i..].starts_with(&['2', '>', '&', '1']) => return Some("2>&1"),
+            (None, '|') => return Some("|"),
+            (None, '>') => return Some(">"),
+            (None, '<') => return Some("<"),
+            (None, ';') => return Some(";"),
+            (None, '&') if next == Some('&') => return Some("&&"),
+            (None, '$') if next == Some('(') => return Some("$("),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------
@@ -1154,6 +1499,41 @@ fn command(s: &str) -> Result<CommandTemplate, String> {
     CommandTemplate::parse(s).map_err(|e| {
         format!("expected a command (program and arguments, run without a shell, %s = process name): {e}")
     })
+}
+
+fn ssl_mode(s: &str) -> Result<SslMode, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "disabled" => Ok(SslMode::Disabled),
+        "preferred" => Ok(SslMode::Preferred),
+        "required" => Ok(SslMode::Required),
+        "verify_ca" => Ok(SslMode::VerifyCa),
+        "verify_identity" => Ok(SslMode::VerifyIdentity),
+        _ => Err(format!("expected one of {}", SslMode::NAMES.join(", "))),
+    }
+}
+
+/// `ssl_ca`, `ssl_cert`, `ssl_key`: a readable PEM file holding a `-----BEGIN ...{label}-----`
+/// block (checked at load, so a wrong path stops the daemon with the key named).
+fn pem_file(s: &str, label: &str) -> Result<PathBuf, String> {
+    let p = file_path(s)?;
+    let text = std::fs::read(&p).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; give the path of a PEM file the daemon's user can read",
+            p.display()
+        )
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    let found = text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{label}-----")));
+    if found {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} holds no PEM \"{label}\" block (-----BEGIN ...{label}-----); give a PEM file (convert DER with `openssl x509 -inform der` or `openssl pkey -inform der`)",
+            p.display()
+        ))
+    }
 }
 
 fn sql_identifier(s: &str) -> Result<String, String> {
@@ -1689,8 +2069,27 @@ health_check_command = systemctl is-active apache2
             (
                 "process.default",
                 "health_check_timeout",
-                "0",
-                "seconds greater than 0",
+                "-1",
+                "seconds from 0",
+            ),
+            (
+                "process.default",
+                "health_check_settle",
+                "x",
+                "seconds from 0",
+            ),
+            ("monitor", "only_configured", "maybe", "yes or no"),
+            (
+                "process.default",
+                "user",
+                "no-such-user-xyz",
+                "user of this host",
+            ),
+            (
+                "process.default",
+                "group",
+                "no-such-group-xyz",
+                "group of this host",
             ),
             (
                 "process.default",
@@ -2138,6 +2537,7 @@ health_check_command = systemctl is-active apache2
             .chain(LOGGING_KEYS)
             .chain(METRICS_KEYS)
             .chain(ALERTS_KEYS)
+            .chain(BINLOG_KEYS)
             .chain(PROCESS_KEYS)
         {
             assert!(
@@ -2150,7 +2550,7 @@ health_check_command = systemctl is-active apache2
         }
         assert_eq!(
             text.matches("Default:").count(),
-            37,
+            45,
             "one 'Default:' per key"
         );
 
@@ -2255,5 +2655,82 @@ health_check_command = systemctl is-active apache2
         assert!(w[0].contains("did you mean 'listen'"), "{w:?}");
         assert!(w[1].contains("did you mean 'command'"), "{w:?}");
         assert!(parse("[metric]\n").warnings[0].contains("did you mean [metrics]"));
+    }
+
+    #[test]
+    fn ssl_keys_default_to_preferred_and_check_their_files_at_load() {
+        let c = parse("[database]\nhost = db\n").config;
+        assert_eq!(c.database.tls, TlsConfig::default());
+        assert_eq!(c.database.tls.mode, SslMode::Preferred);
+        assert!(c.binlog_server.is_none());
+        assert_eq!(c.binlog_database(), &c.database);
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let c = parse(&format!(
+            "[database]\nssl_mode = VERIFY_IDENTITY\nssl_ca = {}\n",
+            ca.display()
+        ))
+        .config;
+        assert_eq!(c.database.tls.mode, SslMode::VerifyIdentity);
+        assert_eq!(c.database.tls.ca.as_deref(), Some(ca.as_path()));
+
+        let e = parse_err("[database]\nssl_mode = on\n");
+        assert!(e.contains("[database] ssl_mode = \"on\""), "{e}");
+        assert!(
+            e.contains("disabled, preferred, required, verify_ca, verify_identity"),
+            "{e}"
+        );
+        let e = parse_err("[database]\nssl_ca = /nonexistent/ca.pem\n");
+        assert!(e.contains(":2: [database] ssl_ca"), "{e}");
+        assert!(e.contains("cannot read /nonexistent/ca.pem"), "{e}");
+        let e = parse_err(&format!("[database]\nssl_key = {}\n", ca.display()));
+        assert!(e.contains("no PEM \"PRIVATE KEY\" block"), "{e}");
+        let e = parse_err(&format!("[database]\nssl_cert = {}\n", ca.display()));
+        assert!(e.contains("ssl_cert needs ssl_key too"), "{e}");
+    }
+
+    #[test]
+    fn binlog_section_defaults_each_key_to_database() {
+        let c = parse(
+            "[database]\nhost = primary\nuser = mon\npassword = pw\nsocket = /run/db.sock\nssl_mode = required\n\
+             [binlog]\nhost = replica1\nport = 3307\n",
+        )
+        .config;
+        let b = c.binlog_database();
+        assert_eq!((b.host.as_str(), b.port), ("replica1", 3307));
+        assert_eq!(b.user, "mon");
+        assert_eq!(b.password.as_ref().map(Secret::expose), Some("pw"));
+        assert_eq!(b.tls.mode, SslMode::Required);
+        assert_eq!(b.socket, None, "a host of its own means TCP");
+        assert_eq!(b.database, c.database.database);
+        let l = parse("[database]\nsocket = /run/db.sock\nssl_mode = verify_ca\n");
+        assert!(
+            l.warnings[0].contains("[database] ssl_mode = verify_ca has no effect"),
+            "{:?}",
+            l.warnings
+        );
+        let c = parse(
+            "[database]\nsocket = /run/db.sock\n[binlog]\nuser = repl\nssl_mode = disabled\n",
+        )
+        .config;
+        let b = c.binlog_database();
+        assert_eq!(b.socket.as_deref(), Some(Path::new("/run/db.sock")));
+        assert_eq!((b.user.as_str(), b.tls.mode), ("repl", SslMode::Disabled));
+        let l = parse("[binlog]\nhots = x\n");
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("[binlog] unknown key 'hots'")),
+            "{:?}",
+            l.warnings
+        );
+        let e = parse_err("[binlog]\nport = 0\n");
+        assert!(e.contains("[binlog] port"), "{e}");
     }
 }

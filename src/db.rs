@@ -402,6 +402,7 @@ fn fnv32(s: &str) -> u32 {
 /// Connection options for `cfg`: the socket when set (or found for `localhost`, see
 /// [`socket_of`]), else host:port; each session waits at most [`LOCK_WAIT_SECS`] for a lock.
 pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
+    let socket = socket_of(cfg);
     let opts = OptsBuilder::default()
         .user(Some(cfg.user.clone()))
         .pass(cfg.password.as_ref().map(|p| p.expose().to_string()))
@@ -409,8 +410,10 @@ pub fn connect_opts(cfg: &DatabaseConfig) -> OptsBuilder {
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .init(vec![format!(
             "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECS}, innodb_lock_wait_timeout = {LOCK_WAIT_SECS}"
-        )]);
-    match socket_of(cfg) {
+        )])
+        // ssl_mode: `preferred` asks the server once here whether it offers TLS (a socket never).
+        .ssl_opts(crate::tls::ssl_opts(cfg, socket.is_some()));
+    match socket {
         Some(sock) => opts.socket(Some(sock.display().to_string())),
         None => opts
             .ip_or_hostname(cfg.host.clone())

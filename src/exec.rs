@@ -25,6 +25,18 @@ pub const READ_GRACE: Duration = Duration::from_millis(100);
 /// Search path used when `PATH` is not set (same as a login shell's usual default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Variables systemd gives the daemon that must not reach its children: a child that saw
+/// them would talk to systemd as if it were the daemon (readiness, watchdog, sockets).
+pub const SYSTEMD_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "INVOCATION_ID",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+];
+
 /// Errors that prevent a command from being started at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -199,6 +211,9 @@ pub async fn run_with_env(
     let (program, args) = argv.split_first().ok_or(ExecError::EmptyCommand)?;
 
     let mut cmd = Command::new(program);
+    for var in SYSTEMD_ENV {
+        cmd.env_remove(var);
+    }
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -481,6 +496,23 @@ mod tests {
             .parse()
             .unwrap();
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn children_get_no_systemd_variables() {
+        let out = run_with_env(
+            &argv(&["env"]),
+            &[("KEPT".to_string(), "1".to_string())],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        // The variables are removed whether or not the daemon has them (the test cannot set
+        // its own environment safely while other tests run).
+        for var in SYSTEMD_ENV {
+            assert!(!out.output.contains(&format!("{var}=")), "{var}");
+        }
+        assert!(out.output.contains("KEPT=1"));
     }
 
     #[test]

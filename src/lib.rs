@@ -4,6 +4,7 @@
 //! signals, and maps [`Error`] to an exit code. Tests call [`run`] in-process and cancel the token.
 
 pub mod alerts;
+pub mod cgroup;
 pub mod check;
 pub mod command;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod procs;
 pub mod scope;
 pub mod services;
@@ -27,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
+pub mod tls;
 pub mod watch;
 
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::events::{Events, NoEvents};
-use crate::source::binlog::{RowChange, RowKind};
+use crate::source::row::{RowChange, RowKind};
 use crate::source::{Trigger, TriggerSource};
 use crate::supervisor::{Handled, Supervisor};
 
@@ -358,7 +358,7 @@ async fn drive(inner: Arc<Inner>, id: i64, first: TriggerSource) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::binlog::RowImage;
+    use crate::source::row::RowImage;
     use mysql_async::Value;
 
     fn img(cols: &[(&str, i64)]) -> RowImage {
@@ -367,14 +367,6 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), Value::Int(*v)))
                 .collect(),
-        }
-    }
-
-    fn change(kind: RowKind, before: Option<RowImage>, after: Option<RowImage>) -> RowChange {
-        RowChange {
-            kind,
-            before,
-            after,
         }
     }
 
@@ -388,7 +380,7 @@ mod tests {
 
     #[test]
     fn update_from_zero_to_one_raises() {
-        let c = change(
+        let c = RowChange::new(
             RowKind::Update,
             Some(img(&[("process_id", 5), ("alarma", 0)])),
             Some(img(&[("process_id", 5), ("alarma", 1)])),
@@ -398,19 +390,19 @@ mod tests {
 
     #[test]
     fn update_already_raised_or_cleared_does_not() {
-        let stays = change(
+        let stays = RowChange::new(
             RowKind::Update,
             Some(img(&[("process_id", 5), ("alarma", 1)])),
             Some(img(&[("process_id", 5), ("alarma", 1)])),
         );
         assert_eq!(alarm_raised(&stays), None);
-        let cleared = change(
+        let cleared = RowChange::new(
             RowKind::Update,
             Some(img(&[("process_id", 5), ("alarma", 1)])),
             Some(img(&[("process_id", 5), ("alarma", 0)])),
         );
         assert_eq!(alarm_raised(&cleared), None);
-        let other_value = change(
+        let other_value = RowChange::new(
             RowKind::Update,
             Some(img(&[("process_id", 5), ("alarma", 0)])),
             Some(img(&[("process_id", 5), ("alarma", 2)])),
@@ -420,13 +412,13 @@ mod tests {
 
     #[test]
     fn insert_with_alarm_raises_and_delete_does_not() {
-        let ins = change(
+        let ins = RowChange::new(
             RowKind::Insert,
             None,
             Some(img(&[("process_id", 9), ("alarma", 1)])),
         );
         assert_eq!(alarm_raised(&ins), Some(9));
-        let del = change(
+        let del = RowChange::new(
             RowKind::Delete,
             Some(img(&[("process_id", 9), ("alarma", 1)])),
             None,
@@ -437,14 +429,14 @@ mod tests {
     #[test]
     fn minimal_images_use_what_they_have() {
         // MINIMAL: before holds the key only, after only the assigned columns.
-        let c = change(
+        let c = RowChange::new(
             RowKind::Update,
             Some(img(&[("process_id", 3)])),
             Some(img(&[("alarma", 1)])),
         );
         assert_eq!(alarm_raised(&c), Some(3));
         // A notes-only update has no alarma in the after image.
-        let notes = change(
+        let notes = RowChange::new(
             RowKind::Update,
             Some(img(&[("process_id", 3)])),
             Some(img(&[])),

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{Gid, Pid, Uid};
 
 /// Linux truncates /proc/PID/comm to this many bytes.
 const COMM_LEN: usize = 15;
@@ -47,14 +49,39 @@ pub enum ProcError {
     NoRuntime { program: String },
 }
 
+/// A process's identity: what it is started again as.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Identity {
+    /// Root with no supplementary groups: what the daemon itself is.
+    pub fn is_plain_root(&self) -> bool {
+        self.uid == 0 && self.gid == 0 && self.groups.iter().all(|g| *g == 0)
+    }
+}
+
 /// One process found in /proc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {
     pub pid: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Start time in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, it
+    /// names one process even after the pid is reused.
+    pub start_time: u64,
     /// argv as read from /proc/PID/cmdline.
     pub cmdline: Vec<String>,
     /// Working directory, when readable.
     pub cwd: Option<PathBuf>,
+    /// `/proc/PID/exe`, when readable (may end in " (deleted)").
+    pub exe: Option<PathBuf>,
+    /// Real uid, gid and supplementary groups (/proc/PID/status).
+    pub identity: Identity,
 }
 
 /// What `stop` achieved.
@@ -64,28 +91,60 @@ pub struct StopReport {
     pub terminated: usize,
     /// Gone only after SIGKILL.
     pub killed: usize,
-    /// Still there at the end (or refused: pid 1, our own pid).
+    /// Still there at the end (or refused: pid 1, our own pid, our ancestors).
     pub still_alive: Vec<i32>,
+}
+
+/// How to start a program detached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// What is executed (a path, or a name looked up on PATH).
+    pub program: String,
+    /// argv, argv[0] included (it may differ from `program`).
+    pub argv: Vec<String>,
+    /// Working directory; `None` = the daemon's.
+    pub cwd: Option<PathBuf>,
+    /// Run as this; `None` = as the daemon.
+    pub identity: Option<Identity>,
+}
+
+impl Launch {
+    /// `argv` run as the daemon, `argv[0]` being the program.
+    pub fn command(argv: &[String]) -> Launch {
+        Launch {
+            program: argv.first().cloned().unwrap_or_default(),
+            argv: argv.to_vec(),
+            cwd: None,
+            identity: None,
+        }
+    }
 }
 
 fn proc_path(pid: i32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }
 
-/// Process state letter from /proc/PID/stat (field 3), or None if unreadable.
-fn proc_state(pid: i32) -> Option<char> {
+/// Fields of /proc/PID/stat after the comm: index 0 is field 3 (state).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(proc_path(pid, "stat")).ok()?;
     // comm (field 2) is in parentheses and may itself contain ')' and spaces.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().next()?.chars().next()
+    Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// Fields of /proc/PID/stat after the comm: index 0 is field 3 (state).
-#[cfg(test)]
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(proc_path(pid, "stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
+/// Process state letter from /proc/PID/stat (field 3), or None if unreadable.
+fn proc_state(pid: i32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// Start time (field 22) of `pid`.
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Parent pid (field 4) of `pid`.
+fn parent_of(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// True when `pid` exists and is not a zombie (or dead).
@@ -94,6 +153,12 @@ pub fn is_alive(pid: i32) -> bool {
         return false;
     }
     matches!(proc_state(pid), Some(state) if state != 'Z' && state != 'X' && state != 'x')
+}
+
+/// True when the process `pid` that started at `started` is alive (not another one that got
+/// its pid since).
+pub fn is_same_alive(pid: i32, started: u64) -> bool {
+    is_alive(pid) && start_time(pid) == Some(started)
 }
 
 fn read_cmdline(pid: i32) -> Option<Vec<String>> {
@@ -125,6 +190,22 @@ fn exe_basename(pid: i32) -> Option<String> {
     Some(basename(exe).to_string())
 }
 
+/// Uid, gid and groups from the text of /proc/PID/status (the real ids).
+fn parse_identity(status: &str) -> Option<Identity> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::split_whitespace)
+    };
+    let uid = field("Uid:")?.next()?.parse().ok()?;
+    let gid = field("Gid:")?.next()?.parse().ok()?;
+    let groups = field("Groups:")
+        .map(|g| g.filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
+    Some(Identity { uid, gid, groups })
+}
+
 /// Exact-name rule: basename of argv[0] == name, or comm == name; names longer than what
 /// comm holds need comm == the truncated name and argv[0] or exe basename == name. A name of
 /// exactly 15 bytes does not match through comm when the executable's longer name was truncated to it.
@@ -144,8 +225,26 @@ fn matches_name(pid: i32, name: &str, cmdline: &[String], comm: &str) -> bool {
     comm.as_bytes() == truncated && exe_basename(pid).is_some_and(|exe| exe == name)
 }
 
+/// The daemon's PID and mount namespaces (`None` when they cannot be read).
+fn namespaces(pid: &str) -> Option<(PathBuf, PathBuf)> {
+    let ns = |kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+    Some((ns("pid")?, ns("mnt")?))
+}
+
+/// Pids never signalled whatever their name: init, the daemon, and the daemon's ancestors.
+pub fn protected_pids() -> Vec<i32> {
+    let mut out = vec![1];
+    let mut pid = i32::try_from(std::process::id()).unwrap_or(0);
+    while pid > 1 && !out.contains(&pid) {
+        out.push(pid);
+        pid = parent_of(pid).unwrap_or(0);
+    }
+    out
+}
+
 fn inspect(pid: i32, name: &str) -> Option<ProcInfo> {
-    match proc_state(pid)? {
+    let fields = stat_fields(pid)?;
+    match fields.first()?.chars().next()? {
         'Z' | 'X' | 'x' => return None,
         _ => {}
     }
@@ -158,141 +257,348 @@ fn inspect(pid: i32, name: &str) -> Option<ProcInfo> {
     if !matches_name(pid, name, &cmdline, &comm) {
         return None;
     }
-    let cwd = std::fs::read_link(proc_path(pid, "cwd")).ok();
-    Some(ProcInfo { pid, cmdline, cwd })
+    let status = std::fs::read_to_string(proc_path(pid, "status")).ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+        cmdline,
+        cwd: std::fs::read_link(proc_path(pid, "cwd")).ok(),
+        exe: std::fs::read_link(proc_path(pid, "exe")).ok(),
+        identity: parse_identity(&status)?,
+    })
 }
 
-/// All live processes whose name is exactly `name` (see the module rules), sorted by pid.
+/// All live processes whose name is exactly `name` (see the module rules), in the daemon's
+/// own PID and mount namespaces, sorted by pid. Never init, the daemon or its ancestors.
 /// Never fails: unreadable or vanishing processes are skipped.
 pub fn find_by_name(name: &str) -> Vec<ProcInfo> {
     if name.is_empty() {
         return Vec::new();
     }
-    let own = i32::try_from(std::process::id()).unwrap_or(0);
+    let protected = protected_pids();
+    let own_ns = namespaces("self");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let mut found: Vec<ProcInfo> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid > 0 && *pid != own)
+        .filter(|pid| *pid > 0 && !protected.contains(pid))
         .filter_map(|pid| inspect(pid, name))
+        .filter(|p| own_ns.is_none() || namespaces(&p.pid.to_string()) == own_ns)
         .collect();
     found.sort_by_key(|p| p.pid);
     found
 }
 
-fn refused(pid: i32) -> bool {
-    pid == 1 || u32::try_from(pid).is_ok_and(|p| p == std::process::id())
+/// The root of the process tree among `found`: one whose parent is not itself one of them
+/// (the oldest such, when several instances run side by side).
+pub fn tree_root(found: &[ProcInfo]) -> Option<&ProcInfo> {
+    found
+        .iter()
+        .filter(|p| !found.iter().any(|q| q.pid == p.ppid))
+        .min_by_key(|p| (p.start_time, p.pid))
 }
 
-/// Sends SIGTERM to every pid, waits up to `stop_timeout` for them to go, SIGKILLs the
-/// survivors and waits briefly for those too. Zombies count as gone.
+/// How to start a stopped process again from its own executable and command line, in its
+/// directory and as its user; `Err` says why it cannot be.
+pub fn relaunch_of(info: &ProcInfo) -> Result<Launch, String> {
+    if info.cmdline.is_empty() {
+        return Err("its command line is empty".to_string());
+    }
+    let exe = info
+        .exe
+        .as_ref()
+        .ok_or("its executable (/proc/PID/exe) cannot be read")?;
+    let shown = exe.to_string_lossy();
+    // A package upgrade replaces the file: the new one at the same path starts it again.
+    let path = shown.strip_suffix(" (deleted)").unwrap_or(&shown);
+    if crate::exec::find_program(path).is_none() || !path.starts_with('/') {
+        return Err(format!(
+            "its executable {path} was deleted since it started"
+        ));
+    }
+    Ok(Launch {
+        program: path.to_string(),
+        argv: info.cmdline.clone(),
+        cwd: info.cwd.clone(),
+        identity: Some(info.identity.clone()),
+    })
+}
+
+/// A process to signal: the pid and, when known, its start time (so that a pid reused since
+/// it was found is never hit).
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub pid: i32,
+    pub start_time: Option<u64>,
+}
+
+impl From<&ProcInfo> for Target {
+    fn from(p: &ProcInfo) -> Target {
+        Target {
+            pid: p.pid,
+            start_time: Some(p.start_time),
+        }
+    }
+}
+
+/// A process held by a pidfd where the kernel has them (Linux 5.3+), else by its pid.
+struct Held {
+    pid: i32,
+    start_time: Option<u64>,
+    fd: Option<OwnedFd>,
+}
+
+impl Held {
+    /// Holds `t`, or `None` when it is gone already (or its pid now names another process).
+    fn open(t: Target) -> Option<Held> {
+        let fd = pidfd_open(t.pid);
+        // With the fd open, the pid cannot be reused: check it is still the process found.
+        if let Some(st) = t.start_time {
+            if start_time(t.pid) != Some(st) {
+                return None;
+            }
+        }
+        Some(Held {
+            pid: t.pid,
+            start_time: t.start_time,
+            fd,
+        })
+    }
+
+    fn signal(&self, sig: Signal) -> Result<(), Errno> {
+        match &self.fd {
+            Some(fd) => pidfd_send_signal(fd, sig),
+            None => kill(Pid::from_raw(self.pid), sig),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        match self.start_time {
+            Some(st) => is_same_alive(self.pid, st),
+            None => is_alive(self.pid),
+        }
+    }
+}
+
+/// `pidfd_open(2)`; `None` where the kernel lacks it.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: a plain system call with integer arguments; it returns a new file descriptor
+    // that nothing else owns, or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`.
+fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> Result<(), Errno> {
+    // SAFETY: `fd` is a valid pidfd for the call's duration; a null siginfo is allowed.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as nix::libc::c_int,
+            std::ptr::null::<nix::libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// [`stop_targets`] for bare pids.
 pub async fn stop(pids: &[i32], stop_timeout: Duration) -> StopReport {
+    let targets: Vec<Target> = pids
+        .iter()
+        .map(|&pid| Target {
+            pid,
+            start_time: None,
+        })
+        .collect();
+    stop_targets(&targets, stop_timeout).await
+}
+
+/// Sends SIGTERM to every target (through a pidfd where the kernel has them), waits up to
+/// `stop_timeout` for them to go, SIGKILLs the survivors and waits briefly for those too.
+/// Zombies count as gone. Init, the daemon and its ancestors are never signalled.
+pub async fn stop_targets(targets: &[Target], stop_timeout: Duration) -> StopReport {
     let mut report = StopReport::default();
-    let mut pending: Vec<i32> = Vec::new();
-    for &pid in pids {
-        if pid <= 0 {
+    let protected = protected_pids();
+    let mut pending: Vec<Held> = Vec::new();
+    for &t in targets {
+        if t.pid <= 0 {
             // kill(0|-N) would hit whole groups: never.
-            tracing::warn!(pid, "refusing to signal an invalid pid");
+            tracing::warn!(pid = t.pid, "refusing to signal an invalid pid");
             continue;
         }
-        if refused(pid) {
-            tracing::warn!(pid, "refusing to stop init or the daemon itself");
-            report.still_alive.push(pid);
+        let kernel_thread = read_cmdline(t.pid).is_some_and(|c| c.is_empty()) && is_alive(t.pid);
+        if protected.contains(&t.pid) || kernel_thread {
+            tracing::warn!(
+                pid = t.pid,
+                "refusing to stop init, a kernel thread, the daemon itself or its ancestors"
+            );
+            report.still_alive.push(t.pid);
             continue;
         }
-        match kill(Pid::from_raw(pid), Signal::SIGTERM) {
-            Ok(()) => pending.push(pid),
+        let Some(held) = Held::open(t) else {
+            report.terminated += 1;
+            continue;
+        };
+        match held.signal(Signal::SIGTERM) {
+            Ok(()) => pending.push(held),
             Err(Errno::ESRCH) => report.terminated += 1,
             Err(e) => {
-                tracing::warn!(pid, error = %e, "cannot send SIGTERM");
+                tracing::warn!(pid = t.pid, error = %e, "cannot send SIGTERM");
                 // Try SIGKILL later all the same.
-                pending.push(pid);
+                pending.push(held);
             }
         }
     }
-
-    let deadline = Instant::now() + stop_timeout;
-    loop {
-        let before = pending.len();
-        pending.retain(|pid| is_alive(*pid));
-        report.terminated += before - pending.len();
-        if pending.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    report.terminated += wait_gone(&mut pending, stop_timeout).await;
     if pending.is_empty() {
         return report;
     }
-
-    for &pid in &pending {
-        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+    for held in &pending {
+        match held.signal(Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(pid, error = %e, "cannot send SIGKILL"),
+            Err(e) => tracing::warn!(pid = held.pid, error = %e, "cannot send SIGKILL"),
         }
     }
-    let deadline = Instant::now() + KILL_WAIT;
-    loop {
-        let before = pending.len();
-        pending.retain(|pid| is_alive(*pid));
-        report.killed += before - pending.len();
-        if pending.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    report.still_alive.extend(pending);
+    report.killed += wait_gone(&mut pending, KILL_WAIT).await;
+    report.still_alive.extend(pending.iter().map(|h| h.pid));
     report
 }
 
-/// Starts `argv` without a shell in a new session (setsid), stdio on /dev/null, environment
-/// inherited, so that it outlives the daemon. Returns its pid.
+/// Waits up to `within` for the held processes to go; returns how many went.
+async fn wait_gone(pending: &mut Vec<Held>, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    let mut gone = 0;
+    loop {
+        let before = pending.len();
+        pending.retain(Held::alive);
+        gone += before - pending.len();
+        if pending.is_empty() || Instant::now() >= deadline {
+            return gone;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Starts `argv` as the daemon (see [`spawn`]). Returns its pid.
+pub fn spawn_detached(argv: &[String], cwd: Option<&Path>) -> Result<u32, ProcError> {
+    let mut launch = Launch::command(argv);
+    launch.cwd = cwd.map(Path::to_path_buf);
+    spawn(&launch, false)
+}
+
+/// The argv that starts `launch` in a transient systemd scope of its own (out of the
+/// daemon's cgroup, so that stopping the daemon does not stop it), with its identity set by
+/// `setpriv` once the scope is made (systemd-run must run as root to make it).
+pub fn scope_argv(launch: &Launch) -> Vec<String> {
+    let mut argv: Vec<String> = ["systemd-run", "--scope", "--"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(id) = launch.identity.as_ref().filter(|i| !i.is_plain_root()) {
+        argv.push("setpriv".to_string());
+        argv.push(format!("--reuid={}", id.uid));
+        argv.push(format!("--regid={}", id.gid));
+        if id.groups.is_empty() {
+            argv.push("--clear-groups".to_string());
+        } else {
+            let list: Vec<String> = id.groups.iter().map(u32::to_string).collect();
+            argv.push(format!("--groups={}", list.join(",")));
+        }
+        argv.push("--".to_string());
+    }
+    argv.push(launch.program.clone());
+    argv.extend(launch.argv.iter().skip(1).cloned());
+    argv
+}
+
+/// Makes the child leader of a new session and, with `identity`, sets its groups, gid and uid
+/// (in that order: setuid last, while setgroups and setgid are still allowed).
+fn new_session_as(cmd: &mut tokio::process::Command, identity: Option<Identity>) {
+    let groups: Vec<Gid> = identity
+        .as_ref()
+        .map(|i| i.groups.iter().map(|g| Gid::from_raw(*g)).collect())
+        .unwrap_or_default();
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (setsid, setgroups, setgid, setuid) on data prepared before the fork; it allocates
+    // nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            if let Some(id) = &identity {
+                nix::unistd::setgroups(&groups).map_err(io::Error::from)?;
+                nix::unistd::setgid(Gid::from_raw(id.gid)).map_err(io::Error::from)?;
+                nix::unistd::setuid(Uid::from_raw(id.uid)).map_err(io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Why `launch` could not be started.
+fn spawn_error(launch: &Launch, e: io::Error) -> ProcError {
+    let program = launch.program.clone();
+    if let Some(dir) = launch.cwd.as_ref().filter(|d| !d.is_dir()) {
+        return ProcError::Cwd {
+            program,
+            cwd: dir.clone(),
+            source: e,
+        };
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => ProcError::NotFound { program },
+        _ => ProcError::Spawn { program, source: e },
+    }
+}
+
+/// Starts `launch` without a shell in a new session (setsid), stdio on /dev/null, the
+/// daemon's environment without systemd's variables, as its identity (uid, gid, groups) and
+/// in its directory, so that it outlives the daemon. With `scope` (systemd runs the host) it
+/// is started through [`scope_argv`]. Returns its pid.
 ///
 /// Must be called inside a tokio runtime: the `Child` handle is dropped at once and tokio
 /// reaps the process in the background when it exits, so it never stays a zombie of ours.
-pub fn spawn_detached(argv: &[String], cwd: Option<&Path>) -> Result<u32, ProcError> {
-    let (program, args) = argv.split_first().ok_or(ProcError::EmptyCommand)?;
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(ProcError::NoRuntime {
-            program: program.clone(),
-        });
+pub fn spawn(launch: &Launch, scope: bool) -> Result<u32, ProcError> {
+    let program = launch.program.clone();
+    if launch.argv.is_empty() || program.is_empty() {
+        return Err(ProcError::EmptyCommand);
     }
-
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ProcError::NoRuntime { program });
+    }
+    let mut cmd = if scope {
+        let argv = scope_argv(launch);
+        let mut c = tokio::process::Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
+    } else {
+        let mut c = tokio::process::Command::new(&program);
+        c.arg0(&launch.argv[0]).args(&launch.argv[1..]);
+        c
+    };
+    for var in crate::exec::SYSTEMD_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(false);
-    if let Some(dir) = cwd {
+    if let Some(dir) = &launch.cwd {
         cmd.current_dir(dir);
     }
-    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2),
-    // which is async-signal-safe; it allocates nothing and touches no locks.
-    unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
-    }
-
-    let child = cmd.spawn().map_err(|e| {
-        if let Some(dir) = cwd.filter(|d| !d.is_dir()) {
-            return ProcError::Cwd {
-                program: program.clone(),
-                cwd: dir.to_path_buf(),
-                source: e,
-            };
-        }
-        match e.kind() {
-            io::ErrorKind::NotFound => ProcError::NotFound {
-                program: program.clone(),
-            },
-            _ => ProcError::Spawn {
-                program: program.clone(),
-                source: e,
-            },
-        }
-    })?;
+    // Through a scope, setpriv sets the identity after systemd-run (which must be root).
+    new_session_as(&mut cmd, if scope { None } else { launch.identity.clone() });
+    let child = cmd.spawn().map_err(|e| spawn_error(launch, e))?;
     let pid = child.id().unwrap_or(0);
     // It keeps running; a task waits for it so that it is reaped the moment it exits. A zombie
     // left waiting would still match `pgrep NAME`: a process that died at once would pass the
@@ -302,18 +608,6 @@ pub fn spawn_detached(argv: &[String], cwd: Option<&Path>) -> Result<u32, ProcEr
         let _ = child.wait().await;
     });
     Ok(pid)
-}
-
-/// Turns a stopped process's command line into an argv to start it again: a relative
-/// argv[0] containing '/' is resolved against the saved cwd; bare names stay for PATH lookup.
-pub fn relaunch_argv(info: &ProcInfo) -> Vec<String> {
-    let mut argv = info.cmdline.clone();
-    if let (Some(first), Some(cwd)) = (argv.first_mut(), info.cwd.as_ref()) {
-        if first.contains('/') && !first.starts_with('/') {
-            *first = cwd.join(first.as_str()).to_string_lossy().into_owned();
-        }
-    }
-    argv
 }
 
 #[cfg(test)]
@@ -530,8 +824,18 @@ mod tests {
     #[tokio::test]
     async fn stop_refuses_dangerous_pids_and_handles_gone_ones() {
         let own = std::process::id() as i32;
-        let report = stop(&[0, -1, 1, own], Duration::from_millis(50)).await;
-        assert_eq!(report.still_alive, vec![1, own]);
+        let report = stop(&[0, -1, 1, own, 2], Duration::from_millis(50)).await;
+        // pid 2 is kthreadd where this runs in the host's PID namespace.
+        let kthreadd = read_comm(2).is_some_and(|c| c == "kthreadd");
+        let expected = if kthreadd {
+            vec![1, own, 2]
+        } else {
+            vec![1, own]
+        };
+        assert_eq!(report.still_alive, expected);
+        // The daemon's ancestors (here: whatever started the test binary) are protected.
+        let parent = parent_of(own).unwrap();
+        assert!(parent <= 1 || protected_pids().contains(&parent));
         assert_eq!(report.terminated + report.killed, 0);
 
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -551,35 +855,118 @@ mod tests {
         assert!(find_by_name("").is_empty());
     }
 
+    fn info(pid: i32, ppid: i32, start_time: u64) -> ProcInfo {
+        ProcInfo {
+            pid,
+            ppid,
+            start_time,
+            cmdline: args(&["/bin/sleep", "100"]),
+            cwd: Some(PathBuf::from("/opt/app")),
+            exe: Some(PathBuf::from("/bin/sleep")),
+            identity: Identity {
+                uid: 1000,
+                gid: 100,
+                groups: vec![100, 27],
+            },
+        }
+    }
+
     #[test]
-    fn relaunch_argv_resolves_relative_paths() {
-        let info = ProcInfo {
-            pid: 10,
-            cmdline: args(&["./bin/server", "--port", "80"]),
-            cwd: Some(PathBuf::from("/opt/app")),
-        };
+    fn relaunch_uses_the_executable_command_line_directory_and_identity() {
+        let mut i = info(10, 1, 5);
+        i.cmdline = args(&["worker: master", "-d"]);
+        let l = relaunch_of(&i).unwrap();
+        assert_eq!(l.program, "/bin/sleep");
+        assert_eq!(l.argv, args(&["worker: master", "-d"]));
+        assert_eq!(l.cwd, Some(PathBuf::from("/opt/app")));
+        assert_eq!(l.identity.unwrap().groups, vec![100, 27]);
+        let mut gone = info(10, 1, 5);
+        gone.exe = Some(PathBuf::from("/usr/sbin/no-such-x (deleted)"));
+        assert!(relaunch_of(&gone).unwrap_err().contains("deleted"));
+        // Replaced by an upgrade: the new file at the same path.
+        let mut upgraded = info(10, 1, 5);
+        upgraded.exe = Some(PathBuf::from("/bin/sleep (deleted)"));
+        assert_eq!(relaunch_of(&upgraded).unwrap().program, "/bin/sleep");
+        let mut unreadable = info(10, 1, 5);
+        unreadable.exe = None;
+        assert!(relaunch_of(&unreadable).unwrap_err().contains("exe"));
+        let mut empty = info(10, 1, 5);
+        empty.cmdline.clear();
+        assert!(relaunch_of(&empty).is_err());
+    }
+
+    #[test]
+    fn the_tree_root_is_taken_not_the_lowest_pid() {
+        // pid 300 is the master (started first); its workers got lower pids after a wrap.
+        let found = vec![info(100, 300, 9), info(200, 300, 9), info(300, 1, 5)];
+        assert_eq!(tree_root(&found).map(|p| p.pid), Some(300));
+        // Two independent instances: the older one.
+        let found = vec![info(50, 1, 20), info(60, 1, 10)];
+        assert_eq!(tree_root(&found).map(|p| p.pid), Some(60));
+        assert!(tree_root(&[]).is_none());
+    }
+
+    #[test]
+    fn identity_from_status() {
+        let status = "Name:\tx\nUid:\t1001\t1001\t1001\t1001\nGid:\t1002\t1002\t1002\t1002\nGroups:\t1002 4 27 \n";
         assert_eq!(
-            relaunch_argv(&info),
-            args(&["/opt/app/./bin/server", "--port", "80"])
+            parse_identity(status),
+            Some(Identity {
+                uid: 1001,
+                gid: 1002,
+                groups: vec![1002, 4, 27]
+            })
         );
-        let bare = ProcInfo {
-            pid: 10,
-            cmdline: args(&["server", "-d"]),
-            cwd: Some(PathBuf::from("/opt/app")),
-        };
-        assert_eq!(relaunch_argv(&bare), args(&["server", "-d"]));
-        let abs = ProcInfo {
-            pid: 10,
-            cmdline: args(&["/usr/bin/server"]),
-            cwd: None,
-        };
-        assert_eq!(relaunch_argv(&abs), args(&["/usr/bin/server"]));
-        let no_cwd = ProcInfo {
-            pid: 10,
-            cmdline: args(&["bin/server"]),
-            cwd: None,
-        };
-        assert_eq!(relaunch_argv(&no_cwd), args(&["bin/server"]));
+        let none = "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n";
+        assert!(parse_identity(none).unwrap().is_plain_root());
+        assert_eq!(parse_identity("garbage"), None);
+    }
+
+    #[test]
+    fn scope_argv_leaves_the_cgroup_then_sets_the_identity() {
+        let l = relaunch_of(&info(10, 1, 5)).unwrap();
+        assert_eq!(
+            scope_argv(&l),
+            args(&[
+                "systemd-run",
+                "--scope",
+                "--",
+                "setpriv",
+                "--reuid=1000",
+                "--regid=100",
+                "--groups=100,27",
+                "--",
+                "/bin/sleep",
+                "100"
+            ])
+        );
+        let root = Launch::command(&args(&["/usr/sbin/x", "-f"]));
+        assert_eq!(
+            scope_argv(&root),
+            args(&["systemd-run", "--scope", "--", "/usr/sbin/x", "-f"])
+        );
+    }
+
+    #[tokio::test]
+    async fn spawn_sets_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Launch::command(&args(&["sleep", "5"]));
+        l.cwd = Some(dir.path().to_path_buf());
+        l.identity = Some(Identity {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534, 4],
+        });
+        let pid = spawn(&l, false).unwrap() as i32;
+        let status = std::fs::read_to_string(proc_path(pid, "status")).unwrap();
+        let id = parse_identity(&status).unwrap();
+        assert_eq!((id.uid, id.gid), (65534, 65534));
+        assert_eq!(id.groups, vec![4, 65534]);
+        assert_eq!(
+            std::fs::read_link(proc_path(pid, "cwd")).unwrap(),
+            dir.path()
+        );
+        stop(&[pid], Duration::from_secs(5)).await;
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::db::{Db, DbError};
-use crate::source::binlog::{ProceseSink, RowChange, RowKind};
+use crate::source::binlog::ProceseSink;
+use crate::source::row::{RowChange, RowKind};
 
 /// What PROCESE's `host` column is like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,7 +88,7 @@ pub enum Edit {
 }
 
 /// A host value from a row image: `Some(None)` for NULL, `None` when the image lacks the column.
-fn host_of(image: &crate::source::binlog::RowImage) -> Option<Option<String>> {
+fn host_of(image: &crate::source::row::RowImage) -> Option<Option<String>> {
     match image.get("host")? {
         Value::NULL => Some(None),
         Value::Bytes(b) => Some(Some(normalize(&String::from_utf8_lossy(b)))),
@@ -432,7 +433,7 @@ pub async fn unowned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::binlog::RowImage;
+    use crate::source::row::RowImage;
 
     fn img(id: i64, host: Option<Option<&str>>) -> RowImage {
         let mut columns = vec![("process_id".to_string(), Value::Int(id))];
@@ -441,14 +442,6 @@ mod tests {
             columns.push(("host".to_string(), v));
         }
         RowImage { columns }
-    }
-
-    fn change(kind: RowKind, before: Option<RowImage>, after: Option<RowImage>) -> RowChange {
-        RowChange {
-            kind,
-            before,
-            after,
-        }
     }
 
     #[test]
@@ -476,39 +469,39 @@ mod tests {
 
     #[test]
     fn row_changes_edit_the_map() {
-        let ins = change(RowKind::Insert, None, Some(img(1, Some(Some("Alpha ")))));
+        let ins = RowChange::new(RowKind::Insert, None, Some(img(1, Some(Some("Alpha ")))));
         assert_eq!(edits(&ins), vec![Edit::Set(1, Some("alpha".into()))]);
-        let ins_no_col = change(RowKind::Insert, None, Some(img(2, None)));
+        let ins_no_col = RowChange::new(RowKind::Insert, None, Some(img(2, None)));
         assert_eq!(edits(&ins_no_col), vec![Edit::Set(2, None)]);
-        let moved = change(
+        let moved = RowChange::new(
             RowKind::Update,
             Some(img(1, Some(Some("alpha")))),
             Some(img(1, Some(Some("BETA")))),
         );
         assert_eq!(edits(&moved), vec![Edit::Set(1, Some("beta".into()))]);
-        let to_null = change(
+        let to_null = RowChange::new(
             RowKind::Update,
             Some(img(1, Some(Some("alpha")))),
             Some(img(1, Some(None))),
         );
         assert_eq!(edits(&to_null), vec![Edit::Set(1, None)]);
-        let del = change(RowKind::Delete, Some(img(1, Some(Some("alpha")))), None);
+        let del = RowChange::new(RowKind::Delete, Some(img(1, Some(Some("alpha")))), None);
         assert_eq!(edits(&del), vec![Edit::Remove(1)]);
     }
 
     #[test]
     fn minimal_images_keep_the_host_unless_it_changed() {
         // MINIMAL: a name-only update carries no host: nothing changes.
-        let name_only = change(RowKind::Update, Some(img(4, None)), Some(img(4, None)));
+        let name_only = RowChange::new(RowKind::Update, Some(img(4, None)), Some(img(4, None)));
         assert_eq!(edits(&name_only), vec![]);
         // A host-only update carries the key in the before image only.
         let after = RowImage {
             columns: vec![("host".into(), Value::Bytes(b"beta".to_vec()))],
         };
-        let host_only = change(RowKind::Update, Some(img(4, None)), Some(after));
+        let host_only = RowChange::new(RowKind::Update, Some(img(4, None)), Some(after));
         assert_eq!(edits(&host_only), vec![Edit::Set(4, Some("beta".into()))]);
         // A new key moves the old host along.
-        let rekeyed = change(
+        let rekeyed = RowChange::new(
             RowKind::Update,
             Some(img(4, Some(Some("alpha")))),
             Some(img(5, None)),
@@ -524,28 +517,32 @@ mod tests {
         let scope = Scope::new("Alpha");
         assert!(scope.owns(1));
         scope.write().column = Column::CaseInsensitive;
-        scope.apply(&change(
+        scope.apply(&RowChange::new(
             RowKind::Insert,
             None,
             Some(img(1, Some(Some("ALPHA")))),
         ));
-        scope.apply(&change(
+        scope.apply(&RowChange::new(
             RowKind::Insert,
             None,
             Some(img(2, Some(Some("beta")))),
         ));
-        scope.apply(&change(RowKind::Insert, None, Some(img(3, Some(None)))));
+        scope.apply(&RowChange::new(
+            RowKind::Insert,
+            None,
+            Some(img(3, Some(None))),
+        ));
         assert!(scope.owns(1));
         assert!(!scope.owns(2));
         assert!(!scope.owns(3));
         assert!(!scope.owns(4), "an unknown process is not this daemon's");
-        scope.apply(&change(
+        scope.apply(&RowChange::new(
             RowKind::Update,
             Some(img(2, Some(Some("beta")))),
             Some(img(2, Some(Some("alpha")))),
         ));
         assert!(scope.owns(2));
-        scope.apply(&change(RowKind::Delete, Some(img(2, None)), None));
+        scope.apply(&RowChange::new(RowKind::Delete, Some(img(2, None)), None));
         assert!(!scope.owns(2));
     }
 
@@ -554,7 +551,7 @@ mod tests {
         let scope = Scope::new("alpha");
         let loading = scope.begin_load();
         // The stream moves process 1 to alpha while the read is under way...
-        scope.apply(&change(
+        scope.apply(&RowChange::new(
             RowKind::Update,
             Some(img(1, Some(Some("beta")))),
             Some(img(1, Some(Some("alpha")))),
@@ -567,7 +564,7 @@ mod tests {
         assert!(scope.read().journal.is_empty());
         // A read that fails (dropped) ends too: the journal does not grow for ever.
         drop(scope.begin_load());
-        scope.apply(&change(RowKind::Delete, Some(img(1, None)), None));
+        scope.apply(&RowChange::new(RowKind::Delete, Some(img(1, None)), None));
         assert!(scope.read().journal.is_empty());
         assert!(!scope.owns(1));
     }

@@ -40,6 +40,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (ol, nl) = (&old.logging, &new.logging);
     [
         ("[database]", old.database != new.database),
+        ("[binlog]", old.binlog_server != new.binlog_server),
         ("check_interval", o.check_interval != n.check_interval),
         ("binlog", o.binlog != n.binlog),
         ("server_id", o.server_id != n.server_id),

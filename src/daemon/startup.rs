@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::config::BinlogMode;
 use crate::db::{Db, DbError};
+use crate::pipeline;
 use crate::scope::Scope;
 use crate::source::binlog::{self, BinlogSource, Position};
 use crate::state::StateDir;
@@ -17,7 +18,7 @@ use crate::{Config, Error};
 
 /// Decides whether to follow the binlog and from where: `off` never; `on` requires it (an error
 /// naming each problem and its fix); `auto` follows it when it can, else says why once and runs
-/// on sweeps. Resumes at the saved position when the server still has it.
+/// on sweeps. Resumes at the saved position when it is this server's (by GTID where it can).
 pub(super) async fn plan_binlog(
     config: &Config,
     db: &Db,
@@ -29,7 +30,7 @@ pub(super) async fn plan_binlog(
         info!("binlog = off: running on sweeps alone");
         return Ok(None);
     }
-    let readiness = match binlog::check(db, &config.database.user).await {
+    let readiness = match crate::source::replica::check(config, db).await {
         Ok(r) => r,
         Err(problems) => {
             let all = problems.join("; ");
@@ -40,30 +41,20 @@ pub(super) async fn plan_binlog(
             return Ok(None);
         }
     };
+    for setting in readiness.settings.report() {
+        info!(setting = %setting, "binlog setting");
+    }
     let source = BinlogSource {
-        db: config.database.clone(),
+        db: config.binlog_database().clone(),
         server_id: binlog::server_id(config.monitor.server_id),
         flavor: readiness.flavor,
         state: state.clone(),
         status: Arc::new(std::sync::Mutex::new(binlog::Status::default())),
+        origin: readiness.origin.clone(),
+        meaning: pipeline::alarm_raised,
         procese: Some(scope.clone()),
     };
-    let current = readiness.position.unwrap_or(Position {
-        file: String::new(),
-        pos: 4,
-        gtid: None,
-    });
-    let start = match source.saved_position() {
-        Some(saved) if readiness.files.contains(&saved.file) => {
-            info!(position = %saved, "resuming the binlog at the saved position");
-            saved
-        }
-        Some(saved) => {
-            warn!(saved = %saved, current = %current, "the saved binlog position is no longer on the server (purged?); starting at the current end, the start-up sweep catches what was missed");
-            current
-        }
-        None => current,
-    };
+    let start = binlog::start_position(db, &readiness, source.saved()).await;
     Ok(Some((source, start)))
 }
 

@@ -115,7 +115,7 @@ impl DbError {
 pub fn hint_for(e: &mysql_async::Error) -> &'static str {
     match e {
         mysql_async::Error::Server(s) => match s.code {
-            1045 => "; check [database] user and password (and the account's host part on the server)",
+            1045 => "; check [database] user and password (and the account's host part on the server), and ssl_mode: a server with require_secure_transport or an account REQUIRE SSL refuses a plain connection this way (set ssl_mode = required or a verify_ mode, not disabled)",
             1044 => "; grant the account its privileges on [database] database (the GRANTs in sql/setup.sql)",
             1049 => "; check [database] database, or create it with sql/setup.sql",
             1142 | 1143 | 1227 => {
@@ -125,9 +125,9 @@ pub fn hint_for(e: &mysql_async::Error) -> &'static str {
             1205 | 1213 => {
                 "; another session holds a lock on the table (LOCK TABLES or a long transaction)"
             }
-            _ => "",
+            _ => crate::tls::hint(e),
         },
-        _ => "",
+        _ => crate::tls::hint(e),
     }
 }
 

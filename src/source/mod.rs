@@ -1,6 +1,8 @@
 //! Event sources: the binlog tail and the periodic sweep both yield [`Trigger`]s for the pipeline.
 
 pub mod binlog;
+pub mod replica;
+pub mod row;
 pub mod sweep;
 
 /// What made the daemon look at a process (written to the history table's `trigger` column).

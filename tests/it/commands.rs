@@ -49,7 +49,8 @@ async fn hanging_pre_restart_command_is_killed_at_its_timeout() {
     let config = s.config(
         &db,
         &format!(
-            "[process.default]\nrestart_strategy = process\npre_restart_command = sh -c \"echo $$ > {}; exec sleep 60\"\ncommand_timeout = 0.5\n",
+            // Named in the config: a process that is not running may be started.
+            "[process.hangpre]\nrestart_strategy = process\npre_restart_command = sh -c \"echo $$ > {}; exec sleep 60\"\ncommand_timeout = 0.5\n",
             pidfile.display()
         ),
     );

@@ -361,7 +361,13 @@ fn breaker_lines(s: &Scratch) -> BTreeMap<i64, (u32, String)> {
 
 /// `file pos [gtid]` of the saved binlog position, or why it does not parse.
 fn parse_position(text: &str) -> Result<(String, u64), String> {
-    let w: Vec<&str> = text.split_whitespace().collect();
+    // `file pos [gtid]` on the first line; the server it came from on the lines after.
+    let w: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     if !(2..=3).contains(&w.len()) || w[0].is_empty() {
         return Err(format!("not `file pos`: {text:?}"));
     }

@@ -5,6 +5,8 @@
 mod common;
 
 mod binlog;
+mod binlog_origin;
+mod binlog_settings;
 mod breaker;
 mod cli;
 mod commands;
@@ -20,9 +22,13 @@ mod metrics;
 mod notes;
 mod ops;
 mod outage;
+mod outcomes;
 mod pipeline;
+mod policy;
 mod props;
+mod replica;
 mod restart;
 mod rows;
 mod secrets;
 mod setup_sql;
+mod tls;

@@ -320,6 +320,8 @@ fn systemd_unit_has_the_contract_directives() {
     assert_eq!(one("Service", "RestartSec"), "5");
     // Processes started by the `process` strategy must survive a daemon restart.
     assert_eq!(one("Service", "KillMode"), "process");
+    // One OOM-killed child must not take the daemon down with it.
+    assert_eq!(one("Service", "OOMPolicy"), "continue");
     assert_eq!(one("Service", "StateDirectory"), "monitor_service");
     assert_eq!(one("Install", "WantedBy"), "multi-user.target");
     // Longer than the daemon's own grace period for in-flight procedures.

@@ -130,3 +130,43 @@ async fn auto_uses_process_when_systemd_does_not_know_the_unit() {
     procs::kill_all(&name);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_systemctl_restart_whose_job_still_runs_starts_no_second_copy() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    let log = s.path("systemctl.log");
+    // systemd 219 style `show` output (Key=value lines); `restart` hangs past command_timeout
+    // while the unit is still activating.
+    s.script(
+        "bin/systemctl",
+        &format!(
+            "echo \"$*\" >> '{}'\ncase \"$1\" in\n  show) echo LoadState=loaded; echo ActiveState=activating ;;\n  restart) exec sleep 30 ;;\nesac\nexit 0",
+            log.display()
+        ),
+    );
+    let name = procs::unique_name("wj");
+    let bin = procs::demo_binary(s.dir.path(), &name);
+    let old = procs::start(&bin);
+    assert!(eventually(Duration::from_secs(5), || procs::pids(&name) == vec![old]).await);
+    db.add_process(5, &name).await;
+    db.set_alarm(5).await;
+    let config = s.config(
+        &db,
+        "[process.default]\nrestart_strategy = auto\ncommand_timeout = 0.5\nmax_attempts = 1\nhealth_check_command = true\n",
+    );
+    once(config).await.unwrap_err();
+    assert_eq!(
+        procs::pids(&name),
+        vec![old],
+        "no fallback while the job runs"
+    );
+    let calls = s.systemctl_calls();
+    assert!(calls.contains(&format!("restart {name}")), "{calls:?}");
+    let (alarma, notes) = db.row(5).await;
+    assert_eq!(alarma, 1);
+    let notes = notes.unwrap();
+    assert!(notes.contains("still activating"), "{notes}");
+    procs::kill_all(&name);
+    db.drop_db().await;
+}

@@ -123,7 +123,7 @@ async fn password_never_in_logs_ps_cmdlines_or_environments() {
     s.script(
         "bin/systemctl",
         &format!(
-            "{}case \"$1\" in show) echo loaded ;; esac\nexit 0",
+            "{}case \"$1\" in show) echo LoadState=loaded ;; esac\nexit 0",
             body("systemctl")
         ),
     );
@@ -136,7 +136,8 @@ async fn password_never_in_logs_ps_cmdlines_or_environments() {
         &format!(
             "[process.default]\nrestart_strategy = auto\npre_restart_command = {d} pre %s\n\
              health_check_command = {d} health %s\n\n\
-             [process.procb]\nrestart_strategy = process\nstart_command = {d} start %s\n"
+             [process.procb]\nrestart_strategy = process\nstart_command = {d} start %s\n\n\
+             [process.svca]\nrestart_strategy = auto\n"
         ),
     );
     db.add_process(1, "svca").await;
@@ -297,7 +298,8 @@ async fn config_readable_by_others_gets_a_warning_naming_file_and_mode() {
         (0o644, true),
         (0o640, true),
         (0o604, true),
-        (0o666, true),
+        // Writable by others is refused as root (tests/it/policy.rs); readable is warned.
+        (0o444, true),
         (0o600, false),
         (0o400, false),
     ] {

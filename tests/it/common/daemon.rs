@@ -42,13 +42,14 @@ impl Scratch {
     }
 
     /// A `systemctl` stand-in that appends its argv (one line) to `systemctl.log` and exits
-    /// with `restart_exit` for `restart`; `show ... LoadState` prints `load_state`.
+    /// with `restart_exit` for `restart`; `show --property=KEY` prints `KEY=VALUE` lines as
+    /// systemd 219 does (no `--value`): `LoadState=load_state`, `ActiveState=failed`.
     pub fn fake_systemctl(&self, restart_exit: i32, load_state: &str) -> PathBuf {
         let log = self.path("systemctl.log");
         self.script(
             "bin/systemctl",
             &format!(
-                "echo \"$*\" >> '{}'\ncase \"$1\" in\n  show) echo '{load_state}' ;;\n  restart) exit {restart_exit} ;;\nesac\nexit 0",
+                "echo \"$*\" >> '{}'\ncase \"$1\" in\n  show) echo 'LoadState={load_state}'; echo 'ActiveState=failed' ;;\n  restart) exit {restart_exit} ;;\nesac\nexit 0",
                 log.display()
             ),
         )

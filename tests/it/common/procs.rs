@@ -20,6 +20,12 @@ pub fn unique_name(prefix: &str) -> String {
 pub fn demo_binary(dir: &std::path::Path, name: &str) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
+    // Scratch's umask is 077: other accounts (the identity tests) must reach the program.
+    std::fs::set_permissions(
+        &bin,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
     let p = bin.join(name);
     std::fs::copy("/bin/sleep", &p).unwrap();
     p

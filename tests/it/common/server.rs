@@ -145,6 +145,36 @@ impl OwnServer {
     }
 }
 
+impl OwnServer {
+    /// Where this server keeps its state (for files the test puts beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops it cleanly (SIGTERM) and starts it again with `extra` server options added
+    /// (e.g. `--ssl-cert=...`, `--log-slave-updates`); waits until it answers.
+    pub async fn restart_with<S: AsRef<str>>(&mut self, extra: &[S]) {
+        let pid = self.pid().expect("server pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        for _ in 0..750 {
+            if !monitor_service::procs::is_alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !monitor_service::procs::is_alive(pid),
+            "server {pid} did not stop"
+        );
+        self.argv
+            .extend(extra.iter().map(|a| a.as_ref().to_string()));
+        self.restart().await;
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         // Once seen under load: the stop said "stopped and removed" and yet its status was a
