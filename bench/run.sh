@@ -3,12 +3,13 @@
 # target/bench-db (MONITOR_TESTDB_FLAVOR=mysql: Oracle MySQL in target/bench-db-mysql; or
 # $MONITOR_TEST_DB_URL), and writes the tables to target/bench/results-MODE.md (also printed).
 #
-#   bench/run.sh smoke   every scenario, tiny, fleet of 2 daemons (CI; about 2 minutes)
+#   bench/run.sh smoke   every scenario, tiny, fleet of 2 daemons (also through a replica on
+#                        MariaDB) (CI; about a minute)
 #   bench/run.sh quick   every scenario, shorter; fleet of 1 and 10 (about 5 minutes)
 #   bench/run.sh full    every scenario at the sizes of bench/RESULTS.md; fleet of 1, 10, 50,
 #                        100 daemons (about 17 minutes)
-# The fleet through a replica (`fleet replica`) is not part of these: it starts its own
-# primary + replica pair (scripts/replica.sh); run it by hand.
+# The full fleet through a replica (`fleet replica`, its own primary + replica pair from
+# scripts/replica.sh) is run by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-quick}"
@@ -30,6 +31,10 @@ fi
 stop_db() {
   if [ -z "${MONITOR_TEST_DB_URL:-}" ]; then
     scripts/testdb.sh stop >/dev/null 2>&1 || true
+  fi
+  # The fleet through a replica (smoke) starts its own pair.
+  if [ -d target/bench-primary ] || [ -d target/bench-replica ]; then
+    scripts/replica.sh stop target/bench-replica target/bench-primary >/dev/null 2>&1 || true
   fi
 }
 trap stop_db EXIT

@@ -1037,13 +1037,17 @@ async fn run(args: Vec<String>) {
             noise(&[Some(10_000)], 2).await;
             footprint(2, 500, 2).await;
             sweep(10_000, 100).await;
-            fleet::fleet(&fleet::Plan::parse(&[
-                "2".into(),
-                "idle=2".into(),
-                "alarms=10".into(),
-                "noise=2".into(),
-            ]))
-            .await;
+            let tiny: Vec<String> = ["2", "idle=2", "alarms=10", "noise=2"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            fleet::fleet(&fleet::Plan::parse(&tiny)).await;
+            // The replica pair is MariaDB's (scripts/replica.sh).
+            if flavor() == "mariadb" && external_url().is_none() {
+                let mut via = vec!["replica".to_string()];
+                via.extend(tiny);
+                fleet::fleet(&fleet::Plan::parse(&via)).await;
+            }
         }
         "all" => {
             latency(1000).await;
