@@ -23,10 +23,13 @@ pub(crate) struct Plan {
     pub noise: Duration,
     /// Daemons read the binlog from a replica of the server they query.
     pub replica: bool,
+    /// The daemons of h2..hN run at nice 19: as if on other machines, they take little of
+    /// the CPU the server and h1's daemon need (`others=nice`).
+    pub others_niced: bool,
 }
 
 impl Plan {
-    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R]`.
+    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice]`.
     pub fn parse(args: &[String]) -> Plan {
         let mut p = Plan {
             ns: Vec::new(),
@@ -36,6 +39,7 @@ impl Plan {
             noise_rate: 1000,
             noise: Duration::from_secs(10),
             replica: false,
+            others_niced: false,
         };
         for a in args {
             let num = |v: &str| -> u64 {
@@ -50,8 +54,9 @@ impl Plan {
                 Some(("gap", v)) => p.gap = Duration::from_millis(num(v)),
                 Some(("noise", v)) => p.noise = Duration::from_secs(num(v)),
                 Some(("rate", v)) => p.noise_rate = num(v),
+                Some(("others", "nice")) => p.others_niced = true,
                 Some(_) => {
-                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S or rate=R")
+                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R or others=nice")
                 }
             }
         }
@@ -249,7 +254,12 @@ fn next_server_id() -> u32 {
 
 /// Starts the daemons of hosts h1..hN (all spawned, then each waited for); returns them and
 /// the time until all follow the binlog.
-fn start_fleet(b: &Bench, servers: &Servers, n: usize) -> (Vec<Daemon>, Duration) {
+fn start_fleet(
+    b: &Bench,
+    servers: &Servers,
+    n: usize,
+    others_niced: bool,
+) -> (Vec<Daemon>, Duration) {
     let binlog_section = servers.replica.as_ref().map(|url| {
         let o = Opts::from_url(url).unwrap();
         format!(
@@ -276,7 +286,8 @@ fn start_fleet(b: &Bench, servers: &Servers, n: usize) -> (Vec<Daemon>, Duration
             monitor_extra: &monitor,
             sections_extra: binlog_section.as_deref().unwrap_or(""),
         });
-        started.push((spawn_daemon(&dir, &config), dir));
+        let nice = (others_niced && h > 1).then_some(19);
+        started.push((spawn_daemon_niced(&dir, &config, nice), dir));
     }
     let mut daemons = Vec::new();
     for (mut d, dir) in started {
@@ -396,7 +407,7 @@ async fn baseline(servers: &Servers, pids: &ServerPids, plan: &Plan) -> Row {
 /// N daemons: start, idle window, alarms on h1, noise window, stop.
 async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, base: &Row) -> Row {
     let b = fleet_db(servers, n).await;
-    let (daemons, start) = start_fleet(&b, servers, n);
+    let (daemons, start) = start_fleet(&b, servers, n, plan.others_niced);
     // The start-up upserts and first heartbeats settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (idle, daemons_idle) = idle_window(pids, &daemons, plan.idle).await;
@@ -499,7 +510,12 @@ pub(crate) async fn fleet(plan: &Plan) {
     } else {
         "one server: the daemons read its binlog and query it"
     };
-    println!("## Fleet: N daemons on one database ({via})");
+    let niced = if plan.others_niced {
+        "; the daemons of h2..hN at nice 19, as if on other machines"
+    } else {
+        ""
+    };
+    println!("## Fleet: N daemons on one database ({via}{niced})");
     println!();
     println!(
         "Server {}. Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \

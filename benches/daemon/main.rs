@@ -8,7 +8,7 @@
 //! cargo bench --bench daemon -- noise [SECONDS=15]
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
-//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000]
+//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
 //! ```
@@ -364,6 +364,11 @@ struct DaemonConf<'a> {
 /// Writes `config` to DIR/config.ini (state and stamps of a previous run removed) and starts
 /// the release daemon with `STAMP_FILE=DIR/stamps`.
 fn spawn_daemon(dir: &Path, config: &str) -> Daemon {
+    spawn_daemon_niced(dir, config, None)
+}
+
+/// [`spawn_daemon`] at the given niceness (`nice -n N`, which execs the daemon: same pid).
+fn spawn_daemon_niced(dir: &Path, config: &str, nice: Option<u8>) -> Daemon {
     std::fs::create_dir_all(dir).unwrap();
     let _ = std::fs::remove_file(dir.join("stamps"));
     let _ = std::fs::remove_dir_all(dir.join("state"));
@@ -371,7 +376,15 @@ fn spawn_daemon(dir: &Path, config: &str) -> Daemon {
     std::fs::write(&path, config).unwrap();
     // It holds the password: 0600, or the daemon warns.
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
+    let mut cmd = match nice {
+        Some(n) => {
+            let mut c = Command::new("nice");
+            c.args(["-n", &n.to_string(), env!("CARGO_BIN_EXE_monitor_service")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_monitor_service")),
+    };
+    let child = cmd
         .args(["-c", path.to_str().unwrap()])
         .env("STAMP_FILE", dir.join("stamps"))
         .env_remove("RUST_LOG")
@@ -1059,7 +1072,7 @@ async fn run(args: Vec<String>) {
         }
         other => {
             eprintln!(
-                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] | smoke | all"
+                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice] | smoke | all"
             );
             std::process::exit(2);
         }
