@@ -311,6 +311,8 @@ struct Row {
     n: usize,
     /// The 1-minute load average when the row started (other work on the machine).
     load: String,
+    /// CPU (% of one core) the rest of the machine used during the idle window.
+    others: f64,
     start: Option<Duration>,
     rss_mean_max: Option<(f64, f64)>,
     latency: Option<([f64; 4], [f64; 4], usize, usize)>,
@@ -351,15 +353,46 @@ fn daemons_cpu(daemons: &[Daemon]) -> f64 {
 }
 
 /// Server (and daemons') CPU over a quiet window of `idle`.
-async fn idle_window(pids: &ServerPids, daemons: &[Daemon], idle: Duration) -> (ServerCpu, f64) {
+async fn idle_window(
+    pids: &ServerPids,
+    daemons: &[Daemon],
+    idle: Duration,
+) -> (ServerCpu, f64, f64) {
     let s0 = pids.seconds();
     let d0 = daemons_cpu(daemons);
+    let m0 = machine_busy_seconds();
+    let b0 = cpu_seconds(std::process::id());
     tokio::time::sleep(idle).await;
     let d1 = daemons_cpu(daemons);
+    let m1 = machine_busy_seconds();
+    let b1 = cpu_seconds(std::process::id());
+    let s1 = pids.seconds();
+    let ours = (d1 - d0)
+        + (b1 - b0)
+        + (s1.primary.unwrap_or(0.0) - s0.primary.unwrap_or(0.0))
+        + (s1.replica.unwrap_or(0.0) - s0.replica.unwrap_or(0.0));
+    let pct = |v: f64| v / idle.as_secs_f64() * 100.0;
     (
-        pids.seconds().percent_since(&s0, idle),
-        (d1 - d0) / idle.as_secs_f64() * 100.0,
+        s1.percent_since(&s0, idle),
+        pct(d1 - d0),
+        pct((m1 - m0 - ours).max(0.0)),
     )
+}
+
+/// CPU seconds the whole machine spent busy (all cores; /proc/stat).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy as f64 / clk_tck()
 }
 
 /// Server (and daemons') CPU while `rate` rows/s of noise run for `window`; with the rows/s
@@ -391,11 +424,12 @@ async fn noise_window(
 async fn baseline(servers: &Servers, pids: &ServerPids, plan: &Plan) -> Row {
     let b = fleet_db(servers, 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (idle, _) = idle_window(pids, &[], plan.idle).await;
+    let (idle, _, others) = idle_window(pids, &[], plan.idle).await;
     let (noise, rows, _) = noise_window(&b, pids, &[], plan.noise_rate, plan.noise).await;
     b.finish().await;
     Row {
         n: 0,
+        others,
         idle,
         noise_rows: rows,
         noise,
@@ -410,7 +444,7 @@ async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, b
     let (daemons, start) = start_fleet(&b, servers, n, plan.others_niced);
     // The start-up upserts and first heartbeats settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (idle, daemons_idle) = idle_window(pids, &daemons, plan.idle).await;
+    let (idle, daemons_idle, others) = idle_window(pids, &daemons, plan.idle).await;
     let rss: Vec<f64> = daemons
         .iter()
         .map(|d| status_kb(d.pid(), "VmRSS") as f64 / 1024.0)
@@ -433,6 +467,7 @@ async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, b
     Row {
         n,
         load: String::new(),
+        others,
         start: Some(start),
         rss_mean_max: Some((
             rss.iter().sum::<f64>() / nf,
@@ -466,7 +501,7 @@ fn print_row(r: &Row, alarms: usize) {
     println!(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
         r.n,
-        r.load,
+        format!("{}; {:.0} %", r.load, r.others),
         opt(r.start.map(|d| format!("{:.1} s", d.as_secs_f64()))),
         opt(r.rss_mean_max.map(|(m, x)| format!("{m:.1} / {x:.1} MB"))),
         c[0],
@@ -521,7 +556,7 @@ pub(crate) async fn fleet(plan: &Plan) {
         "Server {}. Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \
          Idle = a quiet window of {} s after all follow the binlog (+3 s); server CPU = utime+stime of the server's /proc/PID/stat over it, as % of one core; per idle daemon = (with N - with 0) / N. \
          Alarms: {} on host h1's 10 processes (round robin, {} ms apart; a process is raised again only once cleared), UPDATE's client OK to the restart command's start and to the alarm cleared. \
-         Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core. Load = the machine's 1-minute load average when the row started (this machine has 2 cores; it lags, so it includes the previous row's own work) and how many compiler processes (rustc, cc1: other sessions building) ran then.",
+         Noise: `UPDATE NOISE ...` multi-row statements paced at {} rows/s for {} s; per 1000 rows/s = server CPU / (achieved rows/s / 1000). Daemons' CPU = sum over all N, % of one core. Load = the machine's 1-minute load average when the row started (this machine has 2 cores; it lags, so it includes the previous row's own work) and how many compiler processes (rustc, cc1: other sessions building) ran then; other work = CPU the rest of the machine (all but the server(s), the daemons and this bench; /proc/stat) used during the idle window, as % of one core (of 200 %).",
         server_version(&servers.primary).await,
         plan.idle.as_secs(),
         plan.alarms,
@@ -530,7 +565,7 @@ pub(crate) async fn fleet(plan: &Plan) {
         plan.noise.as_secs()
     );
     println!();
-    println!("| daemons | load, compilers | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
+    println!("| daemons | load, compilers; other work | all following after | RSS mean / max | to command p50 | p99 | max | to cleared p50 | p99 | lost | server CPU idle | per idle daemon | daemons' CPU idle | noise rows/s | server CPU with noise | per 1000 rows/s | daemons' CPU with noise |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let load = load_average();
     let base = Row {
