@@ -499,9 +499,10 @@ fn print_row(r: &Row, alarms: usize) {
         ),
     };
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+        "| {} | {}; {:.0} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
         r.n,
-        format!("{}; {:.0} %", r.load, r.others),
+        r.load,
+        r.others,
         opt(r.start.map(|d| format!("{:.1} s", d.as_secs_f64()))),
         opt(r.rss_mean_max.map(|(m, x)| format!("{m:.1} / {x:.1} MB"))),
         c[0],
