@@ -23,13 +23,25 @@ pub(crate) struct Plan {
     pub noise: Duration,
     /// Daemons read the binlog from a replica of the server they query.
     pub replica: bool,
-    /// The daemons of h2..hN run at nice 19: as if on other machines, they take little of
-    /// the CPU the server and h1's daemon need (`others=nice`).
-    pub others_niced: bool,
+    /// How the daemons of h2..hN run.
+    pub others: Others,
+}
+
+/// How the daemons other than h1's run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Others {
+    /// Like h1's.
+    Same,
+    /// At nice 19: as if on other machines, they take little of the CPU the server and h1's
+    /// daemon need (`others=nice`).
+    Niced,
+    /// With `binlog = off` (sweeps only): no binlog stream, so the server fans nothing out to
+    /// them (`others=sweep`).
+    Sweep,
 }
 
 impl Plan {
-    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice]`.
+    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep]`.
     pub fn parse(args: &[String]) -> Plan {
         let mut p = Plan {
             ns: Vec::new(),
@@ -39,7 +51,7 @@ impl Plan {
             noise_rate: 1000,
             noise: Duration::from_secs(10),
             replica: false,
-            others_niced: false,
+            others: Others::Same,
         };
         for a in args {
             let num = |v: &str| -> u64 {
@@ -54,9 +66,10 @@ impl Plan {
                 Some(("gap", v)) => p.gap = Duration::from_millis(num(v)),
                 Some(("noise", v)) => p.noise = Duration::from_secs(num(v)),
                 Some(("rate", v)) => p.noise_rate = num(v),
-                Some(("others", "nice")) => p.others_niced = true,
+                Some(("others", "nice")) => p.others = Others::Niced,
+                Some(("others", "sweep")) => p.others = Others::Sweep,
                 Some(_) => {
-                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R or others=nice")
+                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R or others=nice|sweep")
                 }
             }
         }
@@ -254,12 +267,7 @@ fn next_server_id() -> u32 {
 
 /// Starts the daemons of hosts h1..hN (all spawned, then each waited for); returns them and
 /// the time until all follow the binlog.
-fn start_fleet(
-    b: &Bench,
-    servers: &Servers,
-    n: usize,
-    others_niced: bool,
-) -> (Vec<Daemon>, Duration) {
+fn start_fleet(b: &Bench, servers: &Servers, n: usize, others: Others) -> (Vec<Daemon>, Duration) {
     let binlog_section = servers.replica.as_ref().map(|url| {
         let o = Opts::from_url(url).unwrap();
         format!(
@@ -277,22 +285,29 @@ fn start_fleet(
     for h in 1..=n {
         let dir = b.dir.join(format!("h{h}"));
         let monitor = format!("host = h{h}\n");
+        let streams = h == 1 || others != Others::Sweep;
         let config = b.daemon_config(&DaemonConf {
             dir: &dir,
             check_interval: "300",
-            binlog: "on",
+            binlog: if streams { "on" } else { "off" },
             parallel: 4,
             server_id: next_server_id(),
             monitor_extra: &monitor,
             sections_extra: binlog_section.as_deref().unwrap_or(""),
         });
-        let nice = (others_niced && h > 1).then_some(19);
-        started.push((spawn_daemon_niced(&dir, &config, nice), dir));
+        let nice = (others == Others::Niced && h > 1).then_some(19);
+        started.push((spawn_daemon_niced(&dir, &config, nice), dir, streams));
     }
     let mut daemons = Vec::new();
-    for (mut d, dir) in started {
-        wait_following(&mut d, &dir, true);
+    for (mut d, dir, streams) in started {
+        if streams {
+            wait_following(&mut d, &dir, true);
+        }
         daemons.push(d);
+    }
+    if others == Others::Sweep {
+        // The sweep-only ones: started, swept once.
+        std::thread::sleep(Duration::from_secs(2));
     }
     (daemons, t0.elapsed())
 }
@@ -441,7 +456,7 @@ async fn baseline(servers: &Servers, pids: &ServerPids, plan: &Plan) -> Row {
 /// N daemons: start, idle window, alarms on h1, noise window, stop.
 async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, base: &Row) -> Row {
     let b = fleet_db(servers, n).await;
-    let (daemons, start) = start_fleet(&b, servers, n, plan.others_niced);
+    let (daemons, start) = start_fleet(&b, servers, n, plan.others);
     // The start-up upserts and first heartbeats settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (idle, daemons_idle, others) = idle_window(pids, &daemons, plan.idle).await;
@@ -546,10 +561,10 @@ pub(crate) async fn fleet(plan: &Plan) {
     } else {
         "one server: the daemons read its binlog and query it"
     };
-    let niced = if plan.others_niced {
-        "; the daemons of h2..hN at nice 19, as if on other machines"
-    } else {
-        ""
+    let niced = match plan.others {
+        Others::Same => "",
+        Others::Niced => "; the daemons of h2..hN at nice 19, as if on other machines",
+        Others::Sweep => "; the daemons of h2..hN with `binlog = off`: no binlog stream but h1's",
     };
     println!("## Fleet: N daemons on one database ({via}{niced})");
     println!();

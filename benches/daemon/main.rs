@@ -8,7 +8,7 @@
 //! cargo bench --bench daemon -- noise [SECONDS=15]
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
-//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice]
+//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
 //! ```
@@ -1072,7 +1072,7 @@ async fn run(args: Vec<String>) {
         }
         other => {
             eprintln!(
-                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice] | smoke | all"
+                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep] | smoke | all"
             );
             std::process::exit(2);
         }
