@@ -342,7 +342,7 @@ struct Row {
 
 /// The 1-minute load average (from /proc/loadavg) and how many compilers (rustc, cc1) run
 /// now: other work on the machine.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     let load = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()

@@ -560,7 +560,7 @@ async fn latency(alarms: usize) {
         "## Reaction latency: UPDATE commit (client OK) to restart command start / alarm cleared"
     );
     println!();
-    println!("Server {} ({}). {alarms} alarms per mode, one process each, paced 20 ms apart (so in sweep-only mode about 50 alarms wait for each sweep); max_parallel_restarts = 4; trivial commands (bench/stamp.c as systemctl, `true` as health check).", server_version(&server_url()).await, flavor());
+    println!("Server {} ({}). {alarms} alarms per mode, one process each, paced 20 ms apart (so in sweep-only mode about 50 alarms wait for each sweep); max_parallel_restarts = 4; trivial commands (bench/stamp.c as systemctl, `true` as health check). Load average and compilers running at the start: {}.", server_version(&server_url()).await, flavor(), fleet::load_average());
     println!();
     println!("| mode | to command p50 | p90 | p99 | max | to cleared p50 | p90 | p99 | max | not handled within 10 s |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
