@@ -317,7 +317,7 @@ impl Bench {
         let opts = Opts::from_url(&self.url).unwrap();
         let dir = c.dir;
         format!(
-            "[database]\nhost = {}\nport = {}\nuser = {}\n{}database = {}\n\n[monitor]\ncheck_interval = {}\nbinlog = {}\n\
+            "[database]\nhost = {}\nport = {}\nuser = {}\n{}database = {}\n{}\n[monitor]\ncheck_interval = {}\nbinlog = {}\n\
              server_id = {}\nmax_parallel_restarts = {}\nstate_dir = {}\nsystemctl = {}\ncontrol_socket = {}\n{}\n[logging]\nlog_file = {}\nlevel = {}\n\n\
              [process.default]\nrestart_strategy = service\nhealth_check_command = true\nrestart_delay = 0\n{}",
             opts.ip_or_hostname(),
@@ -325,6 +325,10 @@ impl Bench {
             opts.user().unwrap_or("root"),
             opts.pass().map(|p| format!("password = {p}\n")).unwrap_or_default(),
             self.db,
+            // `[database] ssl_mode` when MONITOR_BENCH_SSL_MODE says (the default: preferred).
+            std::env::var("MONITOR_BENCH_SSL_MODE")
+                .map(|m| format!("ssl_mode = {m}\n"))
+                .unwrap_or_default(),
             c.check_interval,
             c.binlog,
             c.server_id,
