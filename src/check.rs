@@ -110,6 +110,18 @@ async fn binlog_readiness(config: &Config, db: &Db) -> (Vec<Finding>, bool) {
     (findings, on)
 }
 
+/// Host scoping: which rows are this daemon's, and how many no live daemon handles.
+async fn scope_finding(config: &Config, db: &Db) -> Finding {
+    match crate::status::count_unowned(db, config).await {
+        Ok(unowned) => Finding::Ok(format!(
+            "host {}: {}",
+            config.monitor.host,
+            unowned.describe()
+        )),
+        Err(e) => Finding::Warning(format!("host scoping cannot be checked: {e}")),
+    }
+}
+
 /// Runs every check.
 pub async fn check(config: &Config) -> Report {
     let mut findings = vec![Finding::Ok(format!(
@@ -149,6 +161,7 @@ pub async fn check(config: &Config) -> Report {
             }
             let (binlog_findings, binlog_fatal) = binlog_readiness(config, &db).await;
             findings.extend(binlog_findings);
+            findings.push(scope_finding(config, &db).await);
             if binlog_fatal && exit_code == 0 {
                 exit_code = exit::UNAVAILABLE;
             }

@@ -152,7 +152,8 @@ impl Core {
             self.pipeline.clone(),
             self.binlog_status.clone(),
         );
-        let target = self.db.target().to_string();
+        // The server the stream is read from: [binlog]'s when set, else [database]'s.
+        let target = crate::db::target_of(self.config.binlog_database());
         move || report::host_report(&target, &supervisor, &pipeline, binlog.as_deref())
     }
 

@@ -54,7 +54,14 @@ pub(super) async fn plan_binlog(
         meaning: pipeline::alarm_raised,
         procese: Some(scope.clone()),
     };
-    let start = binlog::start_position(db, &readiness, source.saved()).await;
+    // The saved position is judged on the server the stream is read from.
+    let replica = (config.binlog_server.as_ref())
+        .map(|server| Db::new(server, &config.monitor.history_table));
+    let start =
+        binlog::start_position(replica.as_ref().unwrap_or(db), &readiness, source.saved()).await;
+    if let Some(replica) = replica {
+        replica.close().await;
+    }
     Ok(Some((source, start)))
 }
 

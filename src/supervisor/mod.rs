@@ -109,7 +109,8 @@ struct Attempts {
 }
 
 impl Supervisor {
-    /// Loads the saved breakers (a corrupt file is reported, moved aside and replaced).
+    /// Loads the saved breakers and owed clears (a corrupt file is reported, moved aside and
+    /// replaced).
     pub fn new(
         config: Arc<Config>,
         db: Arc<Db>,
@@ -131,6 +132,7 @@ impl Supervisor {
     ) -> Supervisor {
         let reset = config.monitor.circuit_reset_time;
         let breakers = load_breakers(&state, reset);
+        let pending = pending::PendingClears::load(state.clone(), reset);
         let own_unit = cgroup::own_unit();
         let own_names = own_names(own_unit.as_deref());
         Supervisor {
@@ -139,7 +141,7 @@ impl Supervisor {
             state,
             breakers: Mutex::new(breakers),
             refused: Mutex::new(HashMap::new()),
-            pending: pending::PendingClears::default(),
+            pending,
             names: Mutex::new(HashMap::new()),
             dry_run,
             token,
@@ -159,6 +161,7 @@ impl Supervisor {
 
     /// Replaces the configuration (SIGHUP).
     pub fn set_config(&self, config: Arc<Config>) {
+        self.pending.set_limit(config.monitor.circuit_reset_time);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 

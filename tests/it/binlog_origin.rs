@@ -41,11 +41,13 @@ async fn daemon_on(s: &Scratch, db: &TestDb) -> BinDaemon {
 async fn file_size(db: &TestDb, file: &str) -> u64 {
     use mysql_async::prelude::Queryable;
     let mut conn = mysql_async::Conn::from_url(&db.url).await.unwrap();
-    let rows: Vec<(String, u64)> = conn.query("SHOW BINARY LOGS").await.unwrap_or_default();
+    // Log_name, File_size (and on MySQL, Encrypted).
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap_or_default();
     let _ = conn.disconnect().await;
-    rows.into_iter()
-        .find(|(f, _)| f == file)
-        .map_or(0, |(_, size)| size)
+    rows.iter()
+        .find(|r| r.get::<String, _>(0).as_deref() == Some(file))
+        .and_then(|r| r.get::<u64, _>(1))
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

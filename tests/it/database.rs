@@ -377,6 +377,152 @@ async fn claim_lost_during_restart_clear_is_owed_not_a_second_restart() {
     db.drop_db().await;
 }
 
+/// Restarts the fake systemctl recorded for `name`.
+fn restarts_of(s: &Scratch, name: &str) -> usize {
+    let want = format!("restart {name}");
+    s.systemctl_calls()
+        .iter()
+        .filter(|c| c.starts_with(&want))
+        .count()
+}
+
+/// Moves the log of a stopped daemon aside (the next one's `wait_ready` reads a fresh log);
+/// returns its text.
+fn set_log_aside(s: &Scratch, as_name: &str) -> String {
+    std::fs::rename(s.path("monitor_service.log"), s.path(as_name)).unwrap();
+    std::fs::read_to_string(s.path(as_name)).unwrap()
+}
+
+/// A restart succeeds but its clear is refused (UPDATE revoked), and the daemon is stopped
+/// (SIGTERM) and started again while it still is: the owed clear survives in
+/// `state_dir/owed_clears`, the new daemon writes it once UPDATE is granted back, and the
+/// process was restarted exactly once for the one alarm.
+#[tokio::test(flavor = "multi_thread")]
+async fn owed_clear_survives_a_daemon_restart_not_a_second_restart() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "ow1").await;
+    let (user, password) = daemon_account(&db, "ow").await;
+    let text = config_as(&s, &db, &user, Some(&password), SERVICE)
+        .replace("check_interval = 3600", "check_interval = 1")
+        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
+    std::fs::write(s.path("c.ini"), text).unwrap();
+    let start = || {
+        BinDaemon::start(
+            &s.path("c.ini"),
+            &s.path("monitor_service.log"),
+            &s.path("stderr"),
+        )
+    };
+    let mut d = start();
+    d.wait_ready().await;
+    let table = format!("`{}`.STATUS_PROCESS", db.name);
+    db.exec(&format!("REVOKE UPDATE ON {table} FROM '{user}'@'%'"))
+        .await;
+    db.set_alarm(1).await;
+    d.wait_log("the alarm cannot be cleared now", Duration::from_secs(30))
+        .await;
+    assert_eq!(d.stop().await.code(), Some(0));
+    let first = set_log_aside(&s, "first.log");
+    assert_eq!(restarts_of(&s, "ow1"), 1, "{first}");
+    let saved = std::fs::read_to_string(s.path("state/owed_clears")).unwrap();
+    assert!(
+        saved
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains(" ow1 ")),
+        "{saved}"
+    );
+
+    // Started again while the clear is still refused: sweeps find the alarm, none restarts.
+    let mut d = start();
+    d.wait_ready().await;
+    d.wait_log("owed alarm clears loaded", Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(db.row(1).await.0, 1);
+    assert_eq!(restarts_of(&s, "ow1"), 1, "{}", d.log_text());
+    db.exec(&format!("GRANT UPDATE ON {table} TO '{user}'@'%'"))
+        .await;
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(90)).await,
+        "{}",
+        d.log_text()
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("alarm cleared after the earlier restart"),
+        "{log}"
+    );
+    assert_eq!(count(&log, "alarm raised; restarting"), 0, "{log}");
+    assert_eq!(restarts_of(&s, "ow1"), 1, "{:?}", s.systemctl_calls());
+    let notes = db.row(1).await.1.unwrap_or_default();
+    assert!(notes.contains("restarted via service"), "{notes}");
+    let saved = std::fs::read_to_string(s.path("state/owed_clears")).unwrap();
+    assert!(
+        saved.lines().all(|l| l.starts_with('#')),
+        "nothing owed any more: {saved}"
+    );
+    assert_eq!(d.stop().await.code(), Some(0));
+    db.exec(&format!("DROP USER '{user}'@'%'")).await;
+    db.drop_db().await;
+}
+
+/// An owed clear older than `circuit_reset_time` is dropped at start with a WARNING and the
+/// alarm handled as a new one (restarted, cleared); a corrupt `owed_clears` is reported, moved
+/// aside, and the alarm handled as a new one too.
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_or_corrupt_owed_clears_are_dropped_and_the_alarm_handled_anew() {
+    let db = TestDb::new().await;
+    let s = Scratch::new();
+    s.fake_systemctl(0, "loaded");
+    db.add_process(1, "st1").await;
+    let text = s
+        .config_text(&db, SERVICE)
+        .replace("[monitor]\n", "[monitor]\ncircuit_reset_time = 600\n");
+    std::fs::write(s.path("c.ini"), text).unwrap();
+    std::fs::create_dir_all(s.path("state")).unwrap();
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 3_600_000;
+    let cases = [
+        (
+            format!("1 {hour_ago} st1 2026-01-01 00:00:00 restarted via service\n"),
+            "the owed clear is dropped and the alarm handled as a new one",
+        ),
+        (
+            "1 not-a-time st1 notes\n".to_string(),
+            "corrupt owed alarm clears; moved aside",
+        ),
+    ];
+    for (n, (file, said)) in cases.iter().enumerate() {
+        std::fs::write(s.path("state/owed_clears"), file).unwrap();
+        db.set_alarm(1).await;
+        let mut d = BinDaemon::start(
+            &s.path("c.ini"),
+            &s.path("monitor_service.log"),
+            &s.path("stderr"),
+        );
+        d.wait_ready().await;
+        assert!(
+            db.wait_cleared(1, Duration::from_secs(30)).await,
+            "{}",
+            d.log_text()
+        );
+        assert_eq!(d.stop().await.code(), Some(0));
+        let log = set_log_aside(&s, &format!("run{n}.log"));
+        let warned: Vec<&str> = log.lines().filter(|l| l.contains(said)).collect();
+        assert_eq!(warned.len(), 1, "{log}");
+        assert!(warned[0].contains("[WARNING]"), "{log}");
+        assert_eq!(restarts_of(&s, "st1"), n + 1, "{log}");
+    }
+    let moved = std::fs::read_to_string(s.path("state/owed_clears.corrupt")).unwrap();
+    assert_eq!(moved, cases[1].0);
+    db.drop_db().await;
+}
+
 /// The claim is checked before the process is stopped: a procedure whose claim was lost while
 /// it waited (here for another id of the same name) and taken by another session does not
 /// restart the process; the process is restarted once the other session lets go.

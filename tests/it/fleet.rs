@@ -205,6 +205,15 @@ async fn sweep_handles_own_rows_and_leaves_the_unowned_counted() {
         ),
         "{out}"
     );
+    // --check-config says the same.
+    let (code, out, err) = alpha.command(&["--check-config"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(
+            "host alpha: 1 process(es) with no host and 1 naming no live daemon are left alone"
+        ),
+        "{out}"
+    );
     alpha.stop().await;
     beta.stop().await;
 

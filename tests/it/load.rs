@@ -129,7 +129,9 @@ async fn flapping_process_opens_the_breaker_and_stops_restarting() {
     let db = TestDb::new().await;
     let s = Scratch::new();
     let name = procs::unique_name("fl");
-    // A copy of `true` under the process's name: it is gone as soon as it starts.
+    // A copy of `true` under the process's name: it is gone as soon as it starts. The built-in
+    // health check (a process found must still live after the settle time) never passes,
+    // however briefly a start was seen (a `pgrep` could catch it alive under load).
     let bin = s.path(&format!("bin/{name}"));
     std::fs::create_dir_all(s.path("bin")).unwrap();
     std::fs::copy("/bin/true", &bin).unwrap();
@@ -138,7 +140,7 @@ async fn flapping_process_opens_the_breaker_and_stops_restarting() {
     db.set_alarm(7).await;
     let extra = format!(
         "[process.{name}]\nrestart_strategy = process\nstart_command = sh -c \"echo x >> {starts}; exec {bin}\"\n\
-         health_check_command = pgrep -x %s\nhealth_check_timeout = 0.3\nmax_attempts = 2\nrestart_delay = 0\n",
+         health_check_timeout = 0.3\nhealth_check_settle = 0.2\nmax_attempts = 2\nrestart_delay = 0\n",
         starts = starts_file.display(),
         bin = bin.display()
     );

@@ -1,7 +1,7 @@
 //! The binlog read from a replica (`[binlog]`): a real primary + replica pair started by
-//! `scripts/replica.sh`; alarms written on the primary, handled through the replica's binlog
-//! (`check_interval = 3600`, so no sweep helps); a replica that does not log what it
-//! replicates is refused with the fix named.
+//! `scripts/replica.sh` (MariaDB or Oracle MySQL, as the suite runs); alarms written on the
+//! primary, handled through the replica's binlog (`check_interval = 3600`, so no sweep helps);
+//! a replica that does not log what it replicates is refused with the fix named.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -80,9 +80,7 @@ async fn handled(db: &TestDb, id: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alarm_on_the_primary_is_handled_through_the_replicas_binlog() {
-    let Some((set, replica)) = Replicated::start("replica-read") else {
-        return;
-    };
+    let (set, replica) = Replicated::start("replica-read");
     let db = TestDb::on_server(&set.primary.url, Some(set.primary.socket.clone())).await;
     db.add_process(1, "svc1").await;
     assert!(
@@ -116,9 +114,7 @@ async fn alarm_on_the_primary_is_handled_through_the_replicas_binlog() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_without_log_slave_updates_is_refused_with_the_fix() {
-    let Some((mut set, _good)) = Replicated::start("replica-nolog") else {
-        return;
-    };
+    let (mut set, _good) = Replicated::start("replica-nolog");
     let bad = set.add_replica(3, false);
     let db = TestDb::on_server(&set.primary.url, Some(set.primary.socket.clone())).await;
     let s = Scratch::new();
@@ -138,18 +134,21 @@ async fn replica_without_log_slave_updates_is_refused_with_the_fix() {
         all.contains(&format!("[binlog] server 127.0.0.1:{}", bad.port)),
         "{all}"
     );
-    assert!(all.contains("log_slave_updates is OFF"), "{all}");
-    assert!(all.contains("`log_slave_updates = ON`"), "{all}");
+    // The variable as the server names it: MySQL 8.0.26+ renamed log_slave_updates.
+    let var = match crate::common::server::flavor().as_str() {
+        "mysql" => "log_replica_updates",
+        _ => "log_slave_updates",
+    };
+    assert!(all.contains(&format!("{var} is OFF")), "{all}");
+    assert!(all.contains(&format!("`{var} = ON`")), "{all}");
     db.drop_db().await;
 }
 
 /// The replica restarted under the daemon, then a second replica swapped in (the daemon
-/// restarted with `[binlog]` naming it): every alarm is handled, and only once.
+/// restarted with `[binlog]` naming it, resumed by GTID): every alarm is handled, and only once.
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_restarted_and_another_swapped_in_every_alarm_once() {
-    let Some((mut set, first)) = Replicated::start("replica-swap") else {
-        return;
-    };
+    let (mut set, first) = Replicated::start("replica-swap");
     let second = set.add_replica(4, true);
     let db = TestDb::on_server(&set.primary.url, Some(set.primary.socket.clone())).await;
     for id in 1..=4 {
@@ -179,6 +178,20 @@ async fn replica_restarted_and_another_swapped_in_every_alarm_once() {
             .any(|l| l.contains(&source)))
         .await,
         "never connected to the second replica"
+    );
+    // The saved position came from the first replica: the second one, which has every
+    // transaction it had seen, is resumed by GTID (not reused by file:offset, not skipped).
+    let log = read_lines(&s.path("monitor_service.log"));
+    assert!(
+        log.iter().any(|l| l.contains("resuming by GTID")),
+        "not resumed by GTID: {log:#?}"
+    );
+    assert!(
+        connected_lines(&s)
+            .iter()
+            .any(|l| l.contains(&source) && l.contains("by_gtid=true")),
+        "{:#?}",
+        connected_lines(&s)
     );
     assert!(handled(&db, 3).await, "alarm 3 (second replica)");
     assert!(handled(&db, 4).await, "alarm 4 (second replica)");

@@ -36,9 +36,31 @@ pub fn advance(state: &str, gtid: &str) -> Option<String> {
     )
 }
 
+/// True when the server's GTID state `server` has passed every entry of `saved` with the same
+/// domain and originating server (a sibling replica of the same primary that can resume the
+/// saved state); the originating server is compared too, as MariaDB GTIDs name no server.
+pub fn covers(server: &str, saved: &str) -> bool {
+    let have: Vec<(u32, u32, u64)> = server.split(',').filter_map(parse).collect();
+    is_state(saved)
+        && saved.split(',').filter_map(parse).all(|(d, s, seq)| {
+            have.iter()
+                .any(|&(hd, hs, hseq)| hd == d && hs == s && hseq >= seq)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_covers_what_it_has_passed_from_the_same_server() {
+        assert!(covers("0-1-60", "0-1-57"));
+        assert!(covers("0-1-57,1-3-9", "0-1-57"));
+        assert!(!covers("0-1-50", "0-1-57"));
+        assert!(!covers("0-7-900", "0-1-57"), "another primary's history");
+        assert!(!covers("0-1-60", "0-1-57,1-3-9"), "a domain it lacks");
+        assert!(!covers("0-1-60", ""));
+    }
 
     #[test]
     fn advancing_replaces_the_domain_entry_only() {

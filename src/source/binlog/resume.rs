@@ -7,6 +7,7 @@ use mysql_async::prelude::Queryable;
 use tracing::{info, warn};
 
 use super::connect::gtid_state_at;
+use super::gtid;
 use super::position::{Origin, Position, Saved};
 use super::readiness::{Flavor, Readiness};
 use crate::db::Db;
@@ -100,7 +101,7 @@ pub async fn start_position(db: &Db, readiness: &Readiness, saved: Option<Saved>
             warn!(saved = %saved.at, current = %current, "the saved binlog position is no longer on the server (purged?); starting at the current end, the start-up sweep catches what was missed");
             current
         }
-        Verdict::Replaced(why) if has_history(db, readiness.flavor, &saved.at).await => {
+        Verdict::Replaced(why) if has_history(db, readiness, &saved).await => {
             warn!(saved = %saved.at, reason = %why, "the saved binlog position comes from another server, but this one has every transaction it had seen (failover?); resuming by GTID");
             saved.at
         }
@@ -111,21 +112,48 @@ pub async fn start_position(db: &Db, readiness: &Readiness, saved: Option<Saved>
     }
 }
 
-/// MySQL: true when the server has executed every transaction of the position's GTID set
-/// (a replica promoted in the old server's place), so the set can be resumed from.
-async fn has_history(db: &Db, flavor: Flavor, at: &Position) -> bool {
-    let Some(set) = at.gtid_set.as_deref().filter(|_| flavor == Flavor::MySql) else {
-        return false;
-    };
+/// True when this server holds every transaction the saved position had seen, so the stream
+/// can resume from its GTIDs (a replica swapped for another of the same primary, or a replica
+/// promoted in the old server's place). MySQL: the GTID set is a subset of `gtid_executed`.
+/// MariaDB (GTIDs name no server, so a rebuilt server keeping the old server_id would look the
+/// same): only on a server with another server_id, whose binlog state has passed the saved one.
+async fn has_history(db: &Db, readiness: &Readiness, saved: &Saved) -> bool {
     let Ok(mut conn) = db.conn().await else {
         return false;
     };
-    let subset: Option<(Option<i64>,)> = conn
-        .exec_first("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", (set,))
-        .await
-        .ok()
-        .flatten();
-    subset.and_then(|(s,)| s) == Some(1)
+    match readiness.flavor {
+        Flavor::MySql => match saved.at.gtid_set.as_deref() {
+            Some(set) => {
+                let subset: Option<(Option<i64>,)> = conn
+                    .exec_first("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", (set,))
+                    .await
+                    .ok()
+                    .flatten();
+                subset.and_then(|(s,)| s) == Some(1)
+            }
+            None => false,
+        },
+        Flavor::MariaDb => {
+            let other_server = match (&saved.origin, &readiness.origin) {
+                (Some(was), Some(is)) => was.server_id != is.server_id,
+                _ => false,
+            };
+            let Some(state) = saved
+                .at
+                .gtid
+                .as_deref()
+                .filter(|g| other_server && gtid::is_state(g))
+            else {
+                return false;
+            };
+            let now: Option<String> = conn
+                .query_first("SELECT @@GLOBAL.gtid_binlog_state")
+                .await
+                .ok()
+                .flatten();
+            now.is_some_and(|now| gtid::covers(&now, state))
+        }
+    }
 }
 
 #[cfg(test)]

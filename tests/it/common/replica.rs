@@ -61,14 +61,9 @@ fn server(stdout: &str, which: &str) -> Server {
 }
 
 impl Replicated {
-    /// A primary and one replica (`server_id` 2) that logs what it replicates. `None` (the
-    /// test is skipped, and says so) when the suite runs on MySQL: scripts/replica.sh pairs
-    /// MariaDB servers, and the MariaDB run covers these tests.
-    pub fn start(tag: &str) -> Option<(Replicated, Server)> {
-        if super::server::flavor() != "mariadb" {
-            eprintln!("skipped: scripts/replica.sh pairs MariaDB servers (the MariaDB run covers this test)");
-            return None;
-        }
+    /// A primary and one replica (`server_id` 2) that logs what it replicates, of the suite's
+    /// flavour (scripts/replica.sh pairs MariaDB or Oracle MySQL servers).
+    pub fn start(tag: &str) -> (Replicated, Server) {
         let root = repo().join(format!("target/own-{tag}-{}", std::process::id()));
         let mut set = Replicated {
             dirs: vec![root.join("primary")],
@@ -80,11 +75,11 @@ impl Replicated {
             },
         };
         let replica = set.add_replica(2, true);
-        Some((set, replica))
+        (set, replica)
     }
 
-    /// Another replica of the primary, with `server_id`; `log_updates` false leaves
-    /// `--log-slave-updates` out.
+    /// Another replica of the primary, with `server_id`; `log_updates` false starts it not
+    /// logging what it replicates (MariaDB `log_slave_updates`, MySQL `log_replica_updates`).
     pub fn add_replica(&mut self, server_id: u32, log_updates: bool) -> Server {
         let dir = self.root.join(format!("replica{server_id}"));
         self.dirs.push(dir.clone());
@@ -94,10 +89,14 @@ impl Replicated {
             dir.to_str().unwrap(),
             &server_id.to_string(),
         ];
-        let envs = [(
-            "MONITOR_REPLICA_LOG_UPDATES",
-            if log_updates { "ON" } else { "OFF" },
-        )];
+        let flavor = super::server::flavor();
+        let envs = [
+            (
+                "MONITOR_REPLICA_LOG_UPDATES",
+                if log_updates { "ON" } else { "OFF" },
+            ),
+            ("MONITOR_TESTDB_FLAVOR", flavor.as_str()),
+        ];
         // mariadb-install-db now and then fails under load; a second try on a clean dir works.
         let out = try_script(&args, &envs).unwrap_or_else(|| {
             eprintln!(

@@ -79,7 +79,10 @@ impl OwnServer {
             Some(out) => out,
             None => {
                 eprintln!("testdb.sh start failed in {}; retrying once", dir.display());
-                testdb(&dir, "stop");
+                // What counts is a clean dir for the second try (see Drop).
+                if try_testdb(&dir, "stop").is_none() && dir.exists() {
+                    panic!("testdb.sh stop failed; {} is left", dir.display());
+                }
                 testdb(&dir, "start")
             }
         };
