@@ -1,4 +1,5 @@
-//! Benchmarks of the daemon as users run it: a throwaway MariaDB (or `MONITOR_TEST_DB_URL`),
+//! Benchmarks of the daemon as users run it: a throwaway MariaDB or MySQL (`MONITOR_TESTDB_FLAVOR`,
+//! or `MONITOR_TEST_DB_URL`),
 //! the release binary as a separate process, trivial restart commands. Prints markdown tables.
 //!
 //! ```text
@@ -7,6 +8,7 @@
 //! cargo bench --bench daemon -- noise [SECONDS=15]
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
+//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
 //! ```
@@ -26,12 +28,26 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, Row};
 
+mod fleet;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `MONITOR_TESTDB_FLAVOR` (mariadb or mysql), as scripts/testdb.sh reads it.
+fn flavor() -> String {
+    std::env::var("MONITOR_TESTDB_FLAVOR")
+        .ok()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "mariadb".into())
+}
+
+/// target/bench-db for MariaDB, target/bench-db-mysql for MySQL (one server per flavour).
 fn bench_db_dir() -> PathBuf {
-    repo().join("target/bench-db")
+    match flavor().as_str() {
+        "mariadb" => repo().join("target/bench-db"),
+        f => repo().join(format!("target/bench-db-{f}")),
+    }
 }
 
 fn now_ns() -> i128 {
@@ -71,8 +87,20 @@ fn server_url() -> String {
     .clone()
 }
 
+/// `SELECT VERSION()` of the server at `url`, for the tables' headers.
+async fn server_version(url: &str) -> String {
+    let mut c = Conn::new(Opts::from_url(url).unwrap()).await.unwrap();
+    let v: Option<String> = c.query_first("SELECT VERSION()").await.unwrap();
+    let _ = c.disconnect().await;
+    v.unwrap_or_default()
+}
+
 fn stop_bench_db() {
-    if external_url().is_some() || std::env::var("MONITOR_BENCH_KEEP_DB").as_deref() == Ok("1") {
+    if std::env::var("MONITOR_BENCH_KEEP_DB").as_deref() == Ok("1") {
+        return;
+    }
+    fleet::stop_replica_pair();
+    if external_url().is_some() {
         return;
     }
     let _ = Command::new("bash")
@@ -200,7 +228,12 @@ struct Bench {
 
 impl Bench {
     async fn new(tag: &str, processes: usize) -> Bench {
-        let url = server_url();
+        Bench::on(&server_url(), tag, processes).await
+    }
+
+    /// A fresh database `bench_TAG_PID` on the server at `url` with `processes` processes.
+    async fn on(url: &str, tag: &str, processes: usize) -> Bench {
+        let url = url.to_string();
         let db = format!("bench_{tag}_{}", std::process::id());
         let opts = Opts::from_url(&url).unwrap();
         let mut conn = Conn::new(opts.clone()).await.unwrap();
@@ -260,71 +293,54 @@ impl Bench {
     /// release daemon; waits until it has followed the binlog (or swept once).
     fn start_daemon(&self, check_interval: &str, binlog: &str, parallel: usize) -> Daemon {
         static STARTS: AtomicU32 = AtomicU32::new(0);
-        let opts = Opts::from_url(&self.url).unwrap();
-        let stamps = self.dir.join("stamps");
-        let _ = std::fs::remove_file(&stamps);
-        let state = self.dir.join("state");
-        let _ = std::fs::remove_dir_all(&state);
         // A fresh replica id per start: the server may not have dropped the previous one yet.
         let server_id = 900_000
             + (std::process::id() % 9_000) * 10
             + STARTS.fetch_add(1, Ordering::Relaxed) % 10;
-        let config = format!(
-            "[database]\nhost = {}\nport = {}\nuser = {}\n{}database = {}\n\n[monitor]\ncheck_interval = {check_interval}\nbinlog = {binlog}\n\
-             server_id = {server_id}\nmax_parallel_restarts = {parallel}\nstate_dir = {}\nsystemctl = {}\n\n[logging]\nlog_file = {}\nlevel = {}\n\n\
-             [process.default]\nrestart_strategy = service\nhealth_check_command = true\nrestart_delay = 0\n",
+        let config = self.daemon_config(&DaemonConf {
+            dir: &self.dir,
+            check_interval,
+            binlog,
+            parallel,
+            server_id,
+            monitor_extra: "",
+            sections_extra: "",
+        });
+        let mut d = spawn_daemon(&self.dir, &config);
+        wait_following(&mut d, &self.dir, binlog != "off");
+        d
+    }
+
+    /// The config text of one daemon whose files (state, log, stamps, control socket) live in
+    /// `c.dir`.
+    fn daemon_config(&self, c: &DaemonConf) -> String {
+        let opts = Opts::from_url(&self.url).unwrap();
+        let dir = c.dir;
+        format!(
+            "[database]\nhost = {}\nport = {}\nuser = {}\n{}database = {}\n{}\n[monitor]\ncheck_interval = {}\nbinlog = {}\n\
+             server_id = {}\nmax_parallel_restarts = {}\nstate_dir = {}\nsystemctl = {}\ncontrol_socket = {}\n{}\n[logging]\nlog_file = {}\nlevel = {}\n\n\
+             [process.default]\nrestart_strategy = service\nhealth_check_command = true\nrestart_delay = 0\n{}",
             opts.ip_or_hostname(),
             opts.tcp_port(),
             opts.user().unwrap_or("root"),
             opts.pass().map(|p| format!("password = {p}\n")).unwrap_or_default(),
             self.db,
-            state.display(),
+            // `[database] ssl_mode` when MONITOR_BENCH_SSL_MODE says (the default: preferred).
+            std::env::var("MONITOR_BENCH_SSL_MODE")
+                .map(|m| format!("ssl_mode = {m}\n"))
+                .unwrap_or_default(),
+            c.check_interval,
+            c.binlog,
+            c.server_id,
+            c.parallel,
+            dir.join("state").display(),
             stamp_binary().display(),
-            self.dir.join("daemon.log").display(),
+            dir.join("control.sock").display(),
+            c.monitor_extra,
+            dir.join("daemon.log").display(),
             std::env::var("MONITOR_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-        );
-        let path = self.dir.join("config.ini");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_monitor_service"))
-            .args(["-c", path.to_str().unwrap()])
-            .env("STAMP_FILE", &stamps)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { child };
-        let ready = Instant::now();
-        if binlog != "off" {
-            while !state.join("binlog_position").exists() {
-                if let Ok(Some(st)) = d.child.try_wait() {
-                    panic!(
-                        "daemon exited with {st} before following the binlog; see {}",
-                        self.dir.join("daemon.log").display()
-                    );
-                }
-                assert!(
-                    ready.elapsed() < Duration::from_secs(30),
-                    "daemon did not connect"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        } else {
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        d
-    }
-
-    /// `unit -> ns` from the stamp file.
-    fn stamps(&self) -> std::collections::HashMap<String, i128> {
-        std::fs::read_to_string(self.dir.join("stamps"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let (u, t) = l.split_once(' ')?;
-                Some((u.to_string(), t.parse().ok()?))
-            })
-            .collect()
+            c.sections_extra,
+        )
     }
 
     async fn raised(&self, conn: &mut Conn) -> u64 {
@@ -332,6 +348,78 @@ impl Bench {
             .await
             .unwrap()
             .unwrap_or(0)
+    }
+}
+
+/// One daemon's settings beyond the bench's defaults.
+struct DaemonConf<'a> {
+    /// Its own directory: config.ini, state/, daemon.log, stamps, control.sock.
+    dir: &'a Path,
+    check_interval: &'a str,
+    binlog: &'a str,
+    parallel: usize,
+    server_id: u32,
+    /// More `[monitor]` lines (each ending in a newline).
+    monitor_extra: &'a str,
+    /// More sections, appended at the end.
+    sections_extra: &'a str,
+}
+
+/// Writes `config` to DIR/config.ini (state and stamps of a previous run removed) and starts
+/// the release daemon with `STAMP_FILE=DIR/stamps`.
+fn spawn_daemon(dir: &Path, config: &str) -> Daemon {
+    spawn_daemon_niced(dir, config, None)
+}
+
+/// [`spawn_daemon`] at the given niceness (`nice -n N`, which execs the daemon: same pid).
+fn spawn_daemon_niced(dir: &Path, config: &str, nice: Option<u8>) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let _ = std::fs::remove_file(dir.join("stamps"));
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    let path = dir.join("config.ini");
+    std::fs::write(&path, config).unwrap();
+    // It holds the password: 0600, or the daemon warns.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut cmd = match nice {
+        Some(n) => {
+            let mut c = Command::new("nice");
+            c.args(["-n", &n.to_string(), env!("CARGO_BIN_EXE_monitor_service")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_monitor_service")),
+    };
+    let child = cmd
+        .args(["-c", path.to_str().unwrap()])
+        .env("STAMP_FILE", dir.join("stamps"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+/// Waits until the daemon in `dir` follows the binlog (its position file exists), or 0.5 s
+/// when it runs on sweeps alone; panics when it exits first or takes over 60 s.
+fn wait_following(d: &mut Daemon, dir: &Path, binlog: bool) {
+    if !binlog {
+        std::thread::sleep(Duration::from_millis(500));
+        return;
+    }
+    let ready = Instant::now();
+    while !dir.join("state/binlog_position").exists() {
+        if let Ok(Some(st)) = d.child.try_wait() {
+            panic!(
+                "daemon exited with {st} before following the binlog; see {}",
+                dir.join("daemon.log").display()
+            );
+        }
+        assert!(
+            ready.elapsed() < Duration::from_secs(60),
+            "daemon did not connect; see {}",
+            dir.join("daemon.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -352,35 +440,53 @@ fn summary(mut v: Vec<i128>) -> [f64; 4] {
 
 /// Raises `alarms` alarms one after another (paced `gap` apart, each on its own process) and
 /// measures the client's OK to the restart command's start and to the alarm cleared.
-/// Alarms still raised `grace` after the last one was raised are given up on and returned as
-/// lost (then cleared by hand so the next run starts clean).
+/// Alarms still raised `grace` after they were raised are given up on and returned as lost
+/// (then cleared by hand so the next run starts clean).
 async fn latency_run(
     b: &Bench,
     alarms: usize,
     gap: Duration,
     grace: Duration,
 ) -> (Vec<i128>, Vec<i128>, Vec<usize>) {
-    let mut conn = b.conn().await;
-    let mut poll = b.conn().await;
-    let mut ok_at = vec![0i128; alarms + 1];
-    let mut cleared_at = vec![0i128; alarms + 1];
-    let mut pending: Vec<usize> = Vec::new();
-    let mut next = 1usize;
+    let ids: Vec<usize> = (1..=alarms).collect();
+    alarm_series(&b.pool, &ids, gap, grace, &b.dir.join("stamps")).await
+}
+
+/// One alarm per entry of `ids`, paced `gap` apart; a process may come back, and then its
+/// alarm waits until the previous one on it is cleared. Returns the client's OK of each
+/// UPDATE to the restart command's start (the lines of `stamp_file`, matched in order per
+/// process) and to the alarm cleared (ns), and the ids of the alarms still raised `grace` after
+/// they were raised (cleared by hand, so the next run starts clean).
+async fn alarm_series(
+    pool: &Pool,
+    ids: &[usize],
+    gap: Duration,
+    grace: Duration,
+    stamp_file: &Path,
+) -> (Vec<i128>, Vec<i128>, Vec<usize>) {
+    let mut conn = pool.get_conn().await.unwrap();
+    let mut poll = pool.get_conn().await.unwrap();
+    let n = ids.len();
+    let mut ok_at = vec![0i128; n];
+    let mut cleared_at = vec![0i128; n];
+    let mut lost = vec![false; n];
+    // (index into ids, when raised)
+    let mut pending: Vec<(usize, Instant)> = Vec::new();
+    let mut next = 0usize;
     let mut next_at = Instant::now();
-    let mut deadline = Instant::now() + gap * alarms as u32 + grace;
-    while (next <= alarms || !pending.is_empty()) && Instant::now() < deadline {
-        if next == alarms + 1 && deadline > Instant::now() + grace {
-            deadline = Instant::now() + grace;
-        }
-        if next <= alarms && Instant::now() >= next_at {
+    while next < n || !pending.is_empty() {
+        if next < n
+            && Instant::now() >= next_at
+            && !pending.iter().any(|(k, _)| ids[*k] == ids[next])
+        {
             conn.exec_drop(
                 "UPDATE STATUS_PROCESS SET alarma = 1 WHERE process_id = ?",
-                (next,),
+                (ids[next],),
             )
             .await
             .unwrap();
             ok_at[next] = now_ns();
-            pending.push(next);
+            pending.push((next, Instant::now()));
             next += 1;
             next_at += gap;
         }
@@ -390,38 +496,59 @@ async fn latency_run(
                 .await
                 .unwrap();
             let t = now_ns();
-            pending.retain(|id| {
-                if raised.contains(id) {
-                    true
-                } else {
-                    cleared_at[*id] = t;
+            let mut given_up = Vec::new();
+            pending.retain(|&(k, at)| {
+                if !raised.contains(&ids[k]) {
+                    cleared_at[k] = t;
                     false
+                } else if at.elapsed() > grace {
+                    given_up.push(k);
+                    false
+                } else {
+                    true
                 }
             });
+            for k in given_up {
+                lost[k] = true;
+                conn.exec_drop(
+                    "UPDATE STATUS_PROCESS SET alarma = 0 WHERE process_id = ?",
+                    (ids[k],),
+                )
+                .await
+                .unwrap();
+            }
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
-    for id in &pending {
-        conn.exec_drop(
-            "UPDATE STATUS_PROCESS SET alarma = 0 WHERE process_id = ?",
-            (id,),
-        )
-        .await
-        .unwrap();
-    }
     // The stamp file is written before the clear, so it is complete now.
-    let stamps = b.stamps();
+    let mut stamps: std::collections::HashMap<String, std::collections::VecDeque<i128>> =
+        Default::default();
+    for l in std::fs::read_to_string(stamp_file)
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Some((u, t)) = l.split_once(' ') {
+            if let Ok(t) = t.parse() {
+                stamps.entry(u.to_string()).or_default().push_back(t);
+            }
+        }
+    }
     let mut to_cmd = Vec::new();
     let mut to_clear = Vec::new();
-    for id in 1..next {
-        if pending.contains(&id) {
+    for k in 0..n {
+        if lost[k] {
             continue;
         }
-        let s = stamps[&format!("p{id}")];
-        to_cmd.push(s - ok_at[id]);
-        to_clear.push(cleared_at[id] - ok_at[id]);
+        if let Some(s) = stamps
+            .get_mut(&format!("p{}", ids[k]))
+            .and_then(|q| q.pop_front())
+        {
+            to_cmd.push(s - ok_at[k]);
+        }
+        to_clear.push(cleared_at[k] - ok_at[k]);
     }
-    (to_cmd, to_clear, pending)
+    let lost_ids = (0..n).filter(|&k| lost[k]).map(|k| ids[k]).collect();
+    (to_cmd, to_clear, lost_ids)
 }
 
 fn ms(v: f64) -> String {
@@ -437,7 +564,7 @@ async fn latency(alarms: usize) {
         "## Reaction latency: UPDATE commit (client OK) to restart command start / alarm cleared"
     );
     println!();
-    println!("{alarms} alarms per mode, one process each, paced 20 ms apart (so in sweep-only mode about 50 alarms wait for each sweep); max_parallel_restarts = 4; trivial commands (bench/stamp.c as systemctl, `true` as health check).");
+    println!("Server {} ({}). {alarms} alarms per mode, one process each, paced 20 ms apart (so in sweep-only mode about 50 alarms wait for each sweep); max_parallel_restarts = 4; trivial commands (bench/stamp.c as systemctl, `true` as health check). Load average and compilers running at the start: {}.", server_version(&server_url()).await, flavor(), fleet::load_average());
     println!();
     println!("| mode | to command p50 | p90 | p99 | max | to cleared p50 | p90 | p99 | max | not handled within 10 s |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -920,12 +1047,24 @@ async fn run(args: Vec<String>) {
         },
         "footprint" => footprint(n(1, 60) as u64, 10_000, 3).await,
         "sweep" => sweep(n(1, 100_000), n(2, 1000)).await,
+        "fleet" => fleet::fleet(&fleet::Plan::parse(&args[1..])).await,
         "smoke" => {
             latency(20).await;
             storm(&[100], &[1, 4], Duration::from_secs(20)).await;
             noise(&[Some(10_000)], 2).await;
             footprint(2, 500, 2).await;
             sweep(10_000, 100).await;
+            let tiny: Vec<String> = ["2", "idle=2", "alarms=10", "noise=2"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            fleet::fleet(&fleet::Plan::parse(&tiny)).await;
+            // The replica pair is MariaDB's (scripts/replica.sh).
+            if flavor() == "mariadb" && external_url().is_none() {
+                let mut via = vec!["replica".to_string()];
+                via.extend(tiny);
+                fleet::fleet(&fleet::Plan::parse(&via)).await;
+            }
         }
         "all" => {
             latency(1000).await;
@@ -933,10 +1072,11 @@ async fn run(args: Vec<String>) {
             noise(&NOISE_LEVELS, 15).await;
             footprint(60, 10_000, 3).await;
             sweep(100_000, 1000).await;
+            fleet::fleet(&fleet::Plan::parse(&[])).await;
         }
         other => {
             eprintln!(
-                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | smoke | all"
+                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep] | smoke | all"
             );
             std::process::exit(2);
         }
