@@ -242,18 +242,7 @@ async fn fleet_db(servers: &Servers, n: usize) -> Bench {
     ))
     .await
     .unwrap();
-    c.query_drop("CREATE TABLE NOISE (id INT PRIMARY KEY, v INT NOT NULL, pad CHAR(32) NOT NULL)")
-        .await
-        .unwrap();
-    for chunk in (1..=NOISE_ROWS).collect::<Vec<_>>().chunks(2000) {
-        let vals: Vec<String> = chunk
-            .iter()
-            .map(|i| format!("({i}, 0, 'noise-row-{i:08}')"))
-            .collect();
-        c.query_drop(format!("INSERT INTO NOISE VALUES {}", vals.join(",")))
-            .await
-            .unwrap();
-    }
+    create_noise_table(&mut c, NOISE_ROWS).await;
     drop(c);
     caught_up(servers).await;
     b

@@ -781,20 +781,7 @@ async fn noise(levels: &[Option<u64>], seconds: u64) {
     let table_rows = 20_000u64;
     {
         let mut c = b.conn().await;
-        c.query_drop(
-            "CREATE TABLE NOISE (id INT PRIMARY KEY, v INT NOT NULL, pad CHAR(32) NOT NULL)",
-        )
-        .await
-        .unwrap();
-        for chunk in (1..=table_rows).collect::<Vec<_>>().chunks(2000) {
-            let vals: Vec<String> = chunk
-                .iter()
-                .map(|i| format!("({i}, 0, 'noise-row-{i:08}')"))
-                .collect();
-            c.query_drop(format!("INSERT INTO NOISE VALUES {}", vals.join(",")))
-                .await
-                .unwrap();
-        }
+        create_noise_table(&mut c, table_rows).await;
     }
     for &level in levels {
         let d = b.start_daemon("3600", "on", 4);
@@ -1103,5 +1090,21 @@ fn main() {
     stop_bench_db();
     if result.is_err() {
         std::process::exit(1);
+    }
+}
+
+/// The NOISE table the noise scenarios update: `rows` rows of 32 characters of padding.
+async fn create_noise_table(c: &mut Conn, rows: u64) {
+    c.query_drop("CREATE TABLE NOISE (id INT PRIMARY KEY, v INT NOT NULL, pad CHAR(32) NOT NULL)")
+        .await
+        .unwrap();
+    for chunk in (1..=rows).collect::<Vec<_>>().chunks(2000) {
+        let vals: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("({i}, 0, 'noise-row-{i:08}')"))
+            .collect();
+        c.query_drop(format!("INSERT INTO NOISE VALUES {}", vals.join(",")))
+            .await
+            .unwrap();
     }
 }
