@@ -34,6 +34,17 @@ async fn daemon_account(db: &TestDb, tag: &str) -> (String, String) {
     (user, password)
 }
 
+/// A daemon account (see [`daemon_account`]) and `c.ini` using it, on sweeps alone every
+/// second (`binlog = off`); returns the account's user and password.
+async fn sweeping_config_as_account(s: &Scratch, db: &TestDb, tag: &str) -> (String, String) {
+    let (user, password) = daemon_account(db, tag).await;
+    let text = config_as(s, db, &user, Some(&password), SERVICE)
+        .replace("check_interval = 3600", "check_interval = 1")
+        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
+    std::fs::write(s.path("c.ini"), text).unwrap();
+    (user, password)
+}
+
 /// `config_text` for `db` logging in as `user` with `password`.
 fn config_as(s: &Scratch, db: &TestDb, user: &str, password: Option<&str>, extra: &str) -> String {
     let text = s.config_text(db, extra);
@@ -280,11 +291,7 @@ async fn revoked_update_is_logged_once_and_clears_are_retried_not_restarts() {
     for id in 1..=n {
         db.add_process(id, &format!("rv{id}")).await;
     }
-    let (user, password) = daemon_account(&db, "rv").await;
-    let text = config_as(&s, &db, &user, Some(&password), SERVICE)
-        .replace("check_interval = 3600", "check_interval = 1")
-        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
-    std::fs::write(s.path("c.ini"), text).unwrap();
+    let (user, _) = sweeping_config_as_account(&s, &db, "rv").await;
     let mut d = BinDaemon::start(
         &s.path("c.ini"),
         &s.path("monitor_service.log"),
@@ -406,11 +413,7 @@ async fn owed_clear_survives_a_daemon_restart_not_a_second_restart() {
     let s = Scratch::new();
     s.fake_systemctl(0, "loaded");
     db.add_process(1, "ow1").await;
-    let (user, password) = daemon_account(&db, "ow").await;
-    let text = config_as(&s, &db, &user, Some(&password), SERVICE)
-        .replace("check_interval = 3600", "check_interval = 1")
-        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
-    std::fs::write(s.path("c.ini"), text).unwrap();
+    let (user, _) = sweeping_config_as_account(&s, &db, "ow").await;
     let start = || {
         BinDaemon::start(
             &s.path("c.ini"),
@@ -636,11 +639,7 @@ async fn password_changed_while_running_is_said_once_and_waited_out() {
     for id in 1..=3 {
         db.add_process(id, &format!("pw{id}")).await;
     }
-    let (user, password) = daemon_account(&db, "pc").await;
-    let text = config_as(&s, &db, &user, Some(&password), SERVICE)
-        .replace("check_interval = 3600", "check_interval = 1")
-        .replace("[monitor]\n", "[monitor]\nbinlog = off\n");
-    std::fs::write(s.path("c.ini"), text).unwrap();
+    let (user, password) = sweeping_config_as_account(&s, &db, "pc").await;
     let mut d = BinDaemon::start(
         &s.path("c.ini"),
         &s.path("monitor_service.log"),
