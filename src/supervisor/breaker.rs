@@ -138,6 +138,25 @@ pub struct ParseError {
     pub reason: String,
 }
 
+impl ParseError {
+    /// `reason` about record `text` on line `line`.
+    pub fn at(line: usize, text: &str, reason: &str) -> ParseError {
+        ParseError {
+            line,
+            reason: format!("{reason}: {text:?}"),
+        }
+    }
+}
+
+/// The records of a state file: (line number, trimmed text) of each line that is neither
+/// blank nor a `#` comment.
+pub fn records(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// Reads what [`to_text`] wrote. A deadline further away than `reset_after` (clock set back
 /// since) is capped at `reset_after`; one already past makes the breaker half-open.
 pub fn from_text(
@@ -147,15 +166,8 @@ pub fn from_text(
     reset_after: Duration,
 ) -> Result<BTreeMap<i64, Breaker>, ParseError> {
     let mut book = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let err = |reason: &str| ParseError {
-            line: i + 1,
-            reason: format!("{reason}: {line:?}"),
-        };
+    for (n, line) in records(text) {
+        let err = |reason: &str| ParseError::at(n, line, reason);
         let f: Vec<&str> = line.split_whitespace().collect();
         let (id, failures) = match (f.first(), f.get(1)) {
             (Some(id), Some(n)) => (

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
-use super::breaker::ParseError;
+use super::breaker::{records, ParseError};
 use super::Handled;
 use crate::command;
 use crate::db::{Claim, Cleared, Db, DbError};
@@ -253,15 +253,8 @@ pub fn to_text(owed: &HashMap<i64, Owed>) -> String {
 /// taken as `now`, so the clear still expires.
 pub fn from_text(text: &str, now: SystemTime) -> Result<HashMap<i64, Owed>, ParseError> {
     let mut owed = HashMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let err = |reason: &str| ParseError {
-            line: i + 1,
-            reason: format!("{reason}: {line:?}"),
-        };
+    for (n, line) in records(text) {
+        let err = |reason: &str| ParseError::at(n, line, reason);
         let mut f = line.splitn(4, ' ');
         let (Some(id), Some(ms), Some(name)) = (f.next(), f.next(), f.next()) else {
             return Err(err("too few fields"));
