@@ -163,20 +163,7 @@ pub fn is_same_alive(pid: i32, started: u64) -> bool {
 
 fn read_cmdline(pid: i32) -> Option<Vec<String>> {
     let raw = std::fs::read(proc_path(pid, "cmdline")).ok()?;
-    let mut args: Vec<String> = raw
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    // cmdline ends with a NUL, which leaves one empty trailing piece.
-    if args.last().is_some_and(|a| a.is_empty()) {
-        args.pop();
-    }
-    Some(args)
-}
-
-fn read_comm(pid: i32) -> Option<String> {
-    let comm = std::fs::read_to_string(proc_path(pid, "comm")).ok()?;
-    Some(comm.trim_end_matches('\n').to_string())
+    Some(split_cmdline(&raw))
 }
 
 fn basename(path: &str) -> &str {
@@ -242,26 +229,84 @@ pub fn protected_pids() -> Vec<i32> {
     out
 }
 
-fn inspect(pid: i32, name: &str) -> Option<ProcInfo> {
-    let fields = stat_fields(pid)?;
-    match fields.first()?.chars().next()? {
-        'Z' | 'X' | 'x' => return None,
-        _ => {}
+/// `PF_KTHREAD` in the flags of /proc/PID/stat: a kernel thread (no command line to match).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// What a scan needs from /proc/PID/stat: one read instead of stat, comm and a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatLine {
+    comm: String,
+    state: char,
+    ppid: i32,
+    flags: u64,
+    start_time: u64,
+}
+
+/// Parses a /proc/PID/stat line (comm is between the first '(' and the last ')', and may
+/// itself hold spaces and parentheses).
+fn parse_stat(line: &str) -> Option<StatLine> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let comm = line.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    Some(StatLine {
+        comm,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        flags: fields.get(6)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Reads a small /proc file into `buf` with plain reads (no size probe: /proc reports none).
+fn read_proc(pid: i32, file: &str, buf: &mut Vec<u8>) -> Option<()> {
+    use std::io::Read;
+    buf.clear();
+    let mut f = std::fs::File::open(proc_path(pid, file)).ok()?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk).ok()? {
+            0 => return Some(()),
+            n => buf.extend_from_slice(chunk.get(..n)?),
+        }
     }
-    let cmdline = read_cmdline(pid)?;
-    if cmdline.is_empty() {
-        // Kernel thread (or a process exiting right now).
+}
+
+/// argv from the raw bytes of /proc/PID/cmdline.
+fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    let mut args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    // cmdline ends with a NUL, which leaves one empty trailing piece.
+    if args.last().is_some_and(|a| a.is_empty()) {
+        args.pop();
+    }
+    args
+}
+
+/// The process `pid` when its name is `name`: its stat line and command line are read (one
+/// buffer for the whole scan); kernel threads, zombies and other names stop there.
+fn inspect(pid: i32, name: &str, buf: &mut Vec<u8>) -> Option<ProcInfo> {
+    read_proc(pid, "stat", buf)?;
+    let stat = parse_stat(std::str::from_utf8(buf).ok()?)?;
+    if matches!(stat.state, 'Z' | 'X' | 'x') || stat.flags & PF_KTHREAD != 0 {
         return None;
     }
-    let comm = read_comm(pid)?;
-    if !matches_name(pid, name, &cmdline, &comm) {
+    read_proc(pid, "cmdline", buf)?;
+    let cmdline = split_cmdline(buf);
+    if cmdline.is_empty() {
+        // A process exiting right now.
+        return None;
+    }
+    if !matches_name(pid, name, &cmdline, &stat.comm) {
         return None;
     }
     let status = std::fs::read_to_string(proc_path(pid, "status")).ok()?;
     Some(ProcInfo {
         pid,
-        ppid: fields.get(1)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
+        ppid: stat.ppid,
+        start_time: stat.start_time,
         cmdline,
         cwd: std::fs::read_link(proc_path(pid, "cwd")).ok(),
         exe: std::fs::read_link(proc_path(pid, "exe")).ok(),
@@ -281,11 +326,12 @@ pub fn find_by_name(name: &str) -> Vec<ProcInfo> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let mut buf = Vec::with_capacity(4096);
     let mut found: Vec<ProcInfo> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid > 0 && !protected.contains(pid))
-        .filter_map(|pid| inspect(pid, name))
+        .filter_map(|pid| inspect(pid, name, &mut buf))
         .filter(|p| own_ns.is_none() || namespaces(&p.pid.to_string()) == own_ns)
         .collect();
     found.sort_by_key(|p| p.pid);
@@ -826,7 +872,8 @@ mod tests {
         let own = std::process::id() as i32;
         let report = stop(&[0, -1, 1, own, 2], Duration::from_millis(50)).await;
         // pid 2 is kthreadd where this runs in the host's PID namespace.
-        let kthreadd = read_comm(2).is_some_and(|c| c == "kthreadd");
+        let kthreadd =
+            std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim_end() == "kthreadd");
         let expected = if kthreadd {
             vec![1, own, 2]
         } else {
@@ -904,6 +951,31 @@ mod tests {
         let found = vec![info(50, 1, 20), info(60, 1, 10)];
         assert_eq!(tree_root(&found).map(|p| p.pid), Some(60));
         assert!(tree_root(&[]).is_none());
+    }
+
+    #[test]
+    fn stat_line_parsed_with_odd_comm() {
+        let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.comm, "a) b (c)");
+        assert_eq!(
+            (s.state, s.ppid, s.flags, s.start_time),
+            ('S', 1, 4194560, 987654)
+        );
+        assert_eq!(s.flags & PF_KTHREAD, 0);
+        let kthread =
+            "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0 18446744073709551615";
+        assert_ne!(parse_stat(kthread).unwrap().flags & PF_KTHREAD, 0);
+        assert_eq!(parse_stat("12 (x S"), None);
+    }
+
+    #[test]
+    fn own_stat_line_parses() {
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let s = parse_stat(&own).unwrap();
+        assert_eq!(s.flags & PF_KTHREAD, 0);
+        assert_eq!(Some(s.ppid), parent_of(std::process::id() as i32));
+        assert!(!split_cmdline(&std::fs::read("/proc/self/cmdline").unwrap()).is_empty());
     }
 
     #[test]

@@ -38,10 +38,35 @@ pub(crate) enum Others {
     /// With `binlog = off` (sweeps only): no binlog stream, so the server fans nothing out to
     /// them (`others=sweep`).
     Sweep,
+    /// In a CPU cgroup of the least weight (`others=cgroup`): as if on their own machines,
+    /// they run on what the server, h1's daemon and the bench leave (nice 19 cannot do that
+    /// for 99 processes: their weights add up), while the server still feeds all N streams.
+    Cgroup,
+}
+
+/// The CPU cgroup of `others=cgroup`: cgroup v1's `cpu` hierarchy with `cpu.shares = 2`, or
+/// v2 with `cpu.weight = 1` (the cpu controller enabled for the root's children).
+fn others_cgroup() -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup/cpu");
+    let (dir, knob, value) = if v1.join("cpu.shares").exists() {
+        (v1.join("monitor_bench_others"), "cpu.shares", "2")
+    } else {
+        (
+            PathBuf::from("/sys/fs/cgroup/monitor_bench_others"),
+            "cpu.weight",
+            "1",
+        )
+    };
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join(knob), value))
+        .unwrap_or_else(|e| {
+            panic!("others=cgroup: cannot set {}/{knob} ({e}): needs root and the cpu controller (cgroup v1 `cpu`, or v2 with +cpu in cgroup.subtree_control)", dir.display())
+        });
+    dir
 }
 
 impl Plan {
-    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep]`.
+    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep|cgroup]`.
     pub fn parse(args: &[String]) -> Plan {
         let mut p = Plan {
             ns: Vec::new(),
@@ -68,8 +93,9 @@ impl Plan {
                 Some(("rate", v)) => p.noise_rate = num(v),
                 Some(("others", "nice")) => p.others = Others::Niced,
                 Some(("others", "sweep")) => p.others = Others::Sweep,
+                Some(("others", "cgroup")) => p.others = Others::Cgroup,
                 Some(_) => {
-                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R or others=nice|sweep")
+                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R or others=nice|sweep|cgroup")
                 }
             }
         }
@@ -285,7 +311,12 @@ fn start_fleet(b: &Bench, servers: &Servers, n: usize, others: Others) -> (Vec<D
             sections_extra: binlog_section.as_deref().unwrap_or(""),
         });
         let nice = (others == Others::Niced && h > 1).then_some(19);
-        started.push((spawn_daemon_niced(&dir, &config, nice), dir, streams));
+        let d = spawn_daemon_niced(&dir, &config, nice);
+        if others == Others::Cgroup && h > 1 {
+            let procs = others_cgroup().join("cgroup.procs");
+            std::fs::write(&procs, d.pid().to_string()).unwrap();
+        }
+        started.push((d, dir, streams));
     }
     let mut daemons = Vec::new();
     for (mut d, dir, streams) in started {
@@ -307,6 +338,10 @@ fn stop_fleet(daemons: Vec<Daemon>) {
         let _ = Command::new("kill").arg(d.pid().to_string()).status();
     }
     drop(daemons);
+    let cgroup = Path::new("/sys/fs/cgroup/cpu/monitor_bench_others");
+    for dir in [cgroup, Path::new("/sys/fs/cgroup/monitor_bench_others")] {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// One row of the table.
@@ -554,6 +589,9 @@ pub(crate) async fn fleet(plan: &Plan) {
         Others::Same => "",
         Others::Niced => "; the daemons of h2..hN at nice 19, as if on other machines",
         Others::Sweep => "; the daemons of h2..hN with `binlog = off`: no binlog stream but h1's",
+        Others::Cgroup => {
+            "; the daemons of h2..hN in a CPU cgroup of the least weight, as if on other machines"
+        }
     };
     println!("## Fleet: N daemons on one database ({via}{niced})");
     println!();

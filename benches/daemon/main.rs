@@ -8,7 +8,8 @@
 //! cargo bench --bench daemon -- noise [SECONDS=15]
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
-//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep]
+//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep|cgroup]
+//! cargo bench --bench daemon -- streams [N=10] [plain] [writes=200]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
 //! ```
@@ -29,6 +30,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, Row};
 
 mod fleet;
+mod streams;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -388,10 +390,16 @@ fn spawn_daemon_niced(dir: &Path, config: &str, nice: Option<u8>) -> Daemon {
         }
         None => Command::new(env!("CARGO_BIN_EXE_monitor_service")),
     };
+    // `MONITOR_BENCH_DAEMON_WORKERS=N`: the daemons' tokio worker threads (TOKIO_WORKER_THREADS).
+    if let Ok(n) = std::env::var("MONITOR_BENCH_DAEMON_WORKERS") {
+        cmd.env("TOKIO_WORKER_THREADS", n);
+    }
     let child = cmd
         .args(["-c", path.to_str().unwrap()])
         .env("STAMP_FILE", dir.join("stamps"))
         .env_remove("RUST_LOG")
+        // cargo's target dirs, which every restart command would search for libc (not so on a host).
+        .env_remove("LD_LIBRARY_PATH")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -518,7 +526,7 @@ async fn alarm_series(
                 .unwrap();
             }
         }
-        tokio::time::sleep(Duration::from_micros(200)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // The stamp file is written before the clear, so it is complete now.
     let mut stamps: std::collections::HashMap<String, std::collections::VecDeque<i128>> =
@@ -1035,6 +1043,7 @@ async fn run(args: Vec<String>) {
         "footprint" => footprint(n(1, 60) as u64, 10_000, 3).await,
         "sweep" => sweep(n(1, 100_000), n(2, 1000)).await,
         "fleet" => fleet::fleet(&fleet::Plan::parse(&args[1..])).await,
+        "streams" => streams::streams(&args[1..]).await,
         "smoke" => {
             latency(20).await;
             storm(&[100], &[1, 4], Duration::from_secs(20)).await;
@@ -1063,7 +1072,7 @@ async fn run(args: Vec<String>) {
         }
         other => {
             eprintln!(
-                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep] | smoke | all"
+                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep|cgroup] | streams [N] [plain] [writes=W] | smoke | all"
             );
             std::process::exit(2);
         }

@@ -4,7 +4,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
-use super::decode::TABLE;
+use super::decode::{PROCESE, TABLE};
 use super::position::Position;
 use super::readiness::{binlog_files, current_position, Flavor};
 use super::{gtid, gtid_set};
@@ -17,10 +17,10 @@ pub async fn options(cfg: &DatabaseConfig) -> mysql_async::Opts {
     crate::db::connect_opts_off_thread(cfg).await.into()
 }
 
-/// Connects within the configured connect timeout.
-pub async fn open(cfg: &DatabaseConfig) -> Result<Conn, String> {
-    let opts = options(cfg).await;
-    match tokio::time::timeout(cfg.connect_timeout, Conn::new(opts)).await {
+/// Connects with `opts` (from [`options`]; clones share one TLS context, so a second
+/// connection loads no certificates again) within the configured connect timeout.
+pub async fn open(cfg: &DatabaseConfig, opts: &mysql_async::Opts) -> Result<Conn, String> {
+    match tokio::time::timeout(cfg.connect_timeout, Conn::new(opts.clone())).await {
         Err(_) => Err(format!("no connection within {:?}", cfg.connect_timeout)),
         Ok(Err(e)) => Err(format!("{e}{}", crate::tls::hint(&e))),
         Ok(Ok(c)) => Ok(c),
@@ -34,6 +34,8 @@ pub struct Session {
     pub fold_case: bool,
     /// Files the server has, to read the artificial ROTATE's name.
     pub files: Vec<String>,
+    /// PROCESE's column names, when asked for (host scoping follows its rows).
+    pub procese_names: Option<Vec<String>>,
 }
 
 /// Reads the session facts; `pos` is set to the current end when it has no file yet, and on
@@ -42,6 +44,7 @@ pub async fn session(
     conn: &mut Conn,
     flavor: Flavor,
     pos: &mut Position,
+    procese: bool,
 ) -> Result<Session, String> {
     let lower: Option<i64> = conn
         .query_first("SELECT @@lower_case_table_names")
@@ -51,6 +54,14 @@ pub async fn session(
     let names = column_names(conn, TABLE, fold_case)
         .await
         .map_err(|e| format!("reading the columns of {TABLE}: {e}"))?;
+    let procese_names = match procese {
+        true => Some(
+            column_names(conn, PROCESE, fold_case)
+                .await
+                .map_err(|e| format!("reading the columns of {PROCESE}: {e}"))?,
+        ),
+        false => None,
+    };
     if pos.file.is_empty() {
         *pos = current_position(conn)
             .await
@@ -66,6 +77,7 @@ pub async fn session(
         names,
         fold_case,
         files,
+        procese_names,
     })
 }
 

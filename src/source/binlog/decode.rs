@@ -31,8 +31,8 @@ pub enum Step {
     Nothing,
     /// A transaction ended: the position moved to a safe place to save.
     Committed,
-    /// STATUS_PROCESS was mapped under a table id not seen yet (or its column count changed):
-    /// the column names must be read again.
+    /// STATUS_PROCESS was mapped under another table id than the one the names were read for
+    /// (or its column count changed): the column names must be read again.
     Remap,
     /// Rows of STATUS_PROCESS changed; the event's timestamp.
     Rows(Vec<RowChange>, u32),
@@ -54,6 +54,20 @@ pub struct Procese {
     pub names: Vec<String>,
     table_id: Option<u64>,
     mapped: HashSet<u64>,
+    /// The names were read when the connection began and no TABLE_MAP came since.
+    fresh: bool,
+}
+
+impl Procese {
+    /// PROCESE with the names read when the connection began: its first TABLE_MAP needs no
+    /// second read unless the column count differs.
+    pub fn with_names(names: Vec<String>) -> Procese {
+        Procese {
+            names,
+            fresh: true,
+            ..Procese::default()
+        }
+    }
 }
 
 /// One connection's decoding state.
@@ -67,6 +81,10 @@ pub struct Decoder {
     pub names: Vec<String>,
     table_id: Option<u64>,
     mapped: HashSet<u64>,
+    /// `names` were read when the connection began and no TABLE_MAP came since: the first one
+    /// needs no second read (a fleet's daemons all see it at once) unless its column count
+    /// differs.
+    fresh: bool,
     /// The GTID of the transaction in progress; it becomes the position's at its end.
     pending_gtid: Option<String>,
     /// The same for MySQL, as `(uuid, gno)` (untagged GTIDs only).
@@ -93,6 +111,7 @@ impl Decoder {
             names,
             table_id: None,
             mapped: HashSet::new(),
+            fresh: true,
             pending_gtid: None,
             pending_mysql: None,
             in_transaction: false,
@@ -189,14 +208,14 @@ impl Decoder {
         debug!(position = %pos, "binlog rotate");
     }
 
-    /// A TABLE_MAP: ours under a new id (or with another column count) needs the names again.
+    /// A TABLE_MAP: ours under a new id (or with another column count) needs the names again,
+    /// except the first one after the names were read at connect.
     fn table_map(&mut self, database: &str, table: &str, id: u64, columns: u64) -> Step {
         if !self.ours(database, table) {
             return self.procese_map(database, table, id, columns);
         }
         self.table_id = Some(id);
-        let stale = columns as usize != self.names.len();
-        if self.mapped.insert(id) || stale {
+        if remap_needed(&mut self.mapped, &mut self.fresh, &self.names, id, columns) {
             Step::Remap
         } else {
             Step::Nothing
@@ -212,8 +231,7 @@ impl Decoder {
             return Step::Nothing;
         };
         p.table_id = Some(id);
-        let stale = columns as usize != p.names.len();
-        if p.mapped.insert(id) || stale {
+        if remap_needed(&mut p.mapped, &mut p.fresh, &p.names, id, columns) {
             Step::ProceseRemap
         } else {
             Step::Nothing
@@ -297,6 +315,21 @@ impl Decoder {
     fn in_our_database(&self, schema: &str, sql: &str) -> bool {
         self.same(schema, &self.database) || sql.contains(self.database.as_str())
     }
+}
+
+/// True when a TABLE_MAP under `id` with `columns` columns needs the names read again: the
+/// count differs, or the id is new and the names were not read for this connection's first map.
+fn remap_needed(
+    mapped: &mut HashSet<u64>,
+    fresh: &mut bool,
+    names: &[String],
+    id: u64,
+    columns: u64,
+) -> bool {
+    let stale = columns as usize != names.len();
+    let new_id = mapped.insert(id);
+    let first = std::mem::take(fresh);
+    stale || (new_id && !first)
 }
 
 /// The row changes of one rows event of `table`, with columns named from `names`; an
@@ -435,6 +468,51 @@ mod tests {
             gtid: Some("0-1-1".into()),
             gtid_set: None,
         }
+    }
+
+    #[test]
+    fn the_first_map_after_connect_uses_the_names_read_then() {
+        let names = vec!["process_id".to_string(), "alarma".to_string()];
+        let mut d = Decoder::new("app", false, vec![], names.clone());
+        // Read at connect: the first map (a fleet's daemons all see it at once) needs no query.
+        assert!(matches!(d.table_map("app", TABLE, 7, 2), Step::Nothing));
+        assert!(matches!(d.table_map("app", TABLE, 7, 2), Step::Nothing));
+        // Another id later: the table was reopened or altered, read again.
+        assert!(matches!(d.table_map("app", TABLE, 8, 2), Step::Remap));
+        // Another column count, even on the first map: read again.
+        let mut d = Decoder::new("app", false, vec![], names.clone());
+        assert!(matches!(d.table_map("app", TABLE, 7, 3), Step::Remap));
+        // After DDL the next map reads again, whatever its id.
+        let mut d = Decoder::new("app", false, vec![], names);
+        assert!(matches!(d.table_map("app", TABLE, 7, 2), Step::Nothing));
+        let mut pos = at();
+        d.query(
+            "app",
+            "ALTER TABLE STATUS_PROCESS MODIFY alarma INT",
+            100,
+            &mut pos,
+        );
+        assert!(matches!(d.table_map("app", TABLE, 7, 2), Step::Remap));
+    }
+
+    #[test]
+    fn procese_names_read_at_connect_serve_its_first_map() {
+        let mut d = Decoder::new("app", false, vec![], vec![]);
+        d.procese = Some(Procese::with_names(vec![
+            "process_id".into(),
+            "host".into(),
+        ]));
+        assert!(matches!(d.table_map("app", PROCESE, 9, 2), Step::Nothing));
+        assert!(matches!(
+            d.table_map("app", PROCESE, 10, 2),
+            Step::ProceseRemap
+        ));
+        // Not read at connect (no names): the first map reads them.
+        d.procese = Some(Procese::default());
+        assert!(matches!(
+            d.table_map("app", PROCESE, 9, 2),
+            Step::ProceseRemap
+        ));
     }
 
     #[test]

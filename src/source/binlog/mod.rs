@@ -239,7 +239,7 @@ impl BinlogSource {
         kick_on_connect: bool,
         token: &CancellationToken,
     ) -> End {
-        let (mut stream, mut decoder) = match self.connect(pos).await {
+        let (mut stream, mut decoder, opts) = match self.connect(pos).await {
             Ok(c) => c,
             Err(end) => return end,
         };
@@ -263,14 +263,15 @@ impl BinlogSource {
                 Step::Nothing => {}
                 Step::Committed => self.bookkeep(pos, &mut books),
                 Step::Remap => {
-                    if let Some(names) = self.column_names(TABLE).await {
+                    if let Some(names) = self.column_names(&opts, TABLE).await {
                         decoder.names = names;
                     }
                 }
                 Step::ProceseRemap => {
-                    if let (Some(names), Some(p)) =
-                        (self.column_names(PROCESE).await, decoder.procese.as_mut())
-                    {
+                    if let (Some(names), Some(p)) = (
+                        self.column_names(&opts, PROCESE).await,
+                        decoder.procese.as_mut(),
+                    ) {
                         p.names = names;
                     }
                 }
@@ -305,10 +306,15 @@ impl BinlogSource {
         }
     }
 
-    /// Connects, reads the session facts and requests the stream at `pos`.
-    async fn connect(&self, pos: &mut Position) -> Result<(BinlogStream, Decoder), End> {
-        let mut conn = connect::open(&self.db).await.map_err(End::Lost)?;
-        let session = connect::session(&mut conn, self.flavor, pos)
+    /// Connects, reads the session facts and requests the stream at `pos`; the options are
+    /// kept for the column lookups of this connection's life.
+    async fn connect(
+        &self,
+        pos: &mut Position,
+    ) -> Result<(BinlogStream, Decoder, mysql_async::Opts), End> {
+        let opts = connect::options(&self.db).await;
+        let mut conn = connect::open(&self.db, &opts).await.map_err(End::Lost)?;
+        let session = connect::session(&mut conn, self.flavor, pos, self.procese.is_some())
             .await
             .map_err(End::Lost)?;
         let by_gtid = match self.flavor {
@@ -334,14 +340,14 @@ impl BinlogSource {
             session.names,
         );
         decoder.by_gtid = by_gtid;
-        decoder.procese = self.procese.as_ref().map(|_| Procese::default());
-        Ok((stream, decoder))
+        decoder.procese = session.procese_names.map(Procese::with_names);
+        Ok((stream, decoder, opts))
     }
 
     /// A table has a new table id or column count: its column names, read again (`None` when
     /// they cannot be read now; the old ones stay).
-    async fn column_names(&self, table: &str) -> Option<Vec<String>> {
-        let mut c = connect::open(&self.db).await.ok()?;
+    async fn column_names(&self, opts: &mysql_async::Opts, table: &str) -> Option<Vec<String>> {
+        let mut c = connect::open(&self.db, opts).await.ok()?;
         let fold: Option<i64> =
             mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@lower_case_table_names")
                 .await
