@@ -9,7 +9,7 @@
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
 //! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep|cgroup]
-//! cargo bench --bench daemon -- streams [N=10] [plain] [writes=200]
+//! cargo bench --bench daemon -- streams [N=10] [tls] [writes=200]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
 //! ```
@@ -1055,6 +1055,7 @@ async fn run(args: Vec<String>) {
                 .map(|a| a.to_string())
                 .collect();
             fleet::fleet(&fleet::Plan::parse(&tiny)).await;
+            streams::streams(&["2".to_string(), "writes=10".to_string()]).await;
             // The replica pair is MariaDB's (scripts/replica.sh).
             if flavor() == "mariadb" && external_url().is_none() {
                 let mut via = vec!["replica".to_string()];
@@ -1072,7 +1073,7 @@ async fn run(args: Vec<String>) {
         }
         other => {
             eprintln!(
-                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep|cgroup] | streams [N] [plain] [writes=W] | smoke | all"
+                "unknown benchmark {other}; try: latency [N] | storm [full|quick|N] | noise [S] | footprint [S] | sweep [ROWS] [RUNS] | fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep|cgroup] | streams [N] [tls] [writes=W] | smoke | all"
             );
             std::process::exit(2);
         }

@@ -1,4 +1,4 @@
-//! `streams N [tls|plain] [writes=W]`: N raw binlog streams (mysql_async, no daemon) in this
+//! `streams N [tls] [writes=W]`: N raw binlog streams (mysql_async, no daemon) in this
 //! process, W one-row commits 50 ms apart; for each commit, the time from its client OK to its
 //! XID event on each stream. Tells the server's and the client library's share of a fleet's
 //! latency apart from the daemon's.
@@ -18,7 +18,7 @@ type Arrivals = Arc<Vec<Mutex<Vec<Instant>>>>;
 
 pub async fn streams(args: &[String]) {
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let tls = !args.iter().any(|a| a == "plain");
+    let tls = args.iter().any(|a| a == "tls");
     let writes: usize = args
         .iter()
         .find_map(|a| a.strip_prefix("writes=").and_then(|v| v.parse().ok()))
@@ -61,6 +61,10 @@ pub async fn streams(args: &[String]) {
     for t in tasks {
         t.abort();
     }
+    admin
+        .query_drop("DROP DATABASE bench_streams")
+        .await
+        .unwrap();
 }
 
 async fn connect(url: &str, tls: bool) -> Conn {
