@@ -54,13 +54,11 @@ pub async fn session(
     let names = column_names(conn, TABLE, fold_case)
         .await
         .map_err(|e| format!("reading the columns of {TABLE}: {e}"))?;
-    let procese_names = match procese {
-        true => Some(
-            column_names(conn, PROCESE, fold_case)
-                .await
-                .map_err(|e| format!("reading the columns of {PROCESE}: {e}"))?,
-        ),
-        false => None,
+    let procese_names = if procese {
+        let read = column_names(conn, PROCESE, fold_case).await;
+        Some(read.map_err(|e| format!("reading the columns of {PROCESE}: {e}"))?)
+    } else {
+        None
     };
     if pos.file.is_empty() {
         *pos = current_position(conn)
