@@ -89,6 +89,39 @@ impl StateDir {
         }
     }
 
+    /// Reads the file `name` and parses it: `None` when there is none; also `None` when it
+    /// cannot be read or `parse` rejects it (then it is moved aside as `NAME.corrupt`), each
+    /// said at WARNING with the file, `what` it holds and what the daemon does `instead`.
+    pub fn load<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        what: &str,
+        instead: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        let file = self.path(name);
+        let text = match self.read(name) {
+            Ok(text) => text?,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot read the {what}; {instead}");
+                return None;
+            }
+        };
+        match parse(&text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let moved = self.quarantine(name);
+                tracing::warn!(
+                    file = %file.display(),
+                    error = %e,
+                    moved_to = ?moved.ok(),
+                    "corrupt {what}; moved aside, {instead}"
+                );
+                None
+            }
+        }
+    }
+
     /// Moves a corrupt file aside (`NAME.corrupt`) so it can be inspected and is not read again.
     pub fn quarantine(&self, name: &str) -> io::Result<PathBuf> {
         let to = self.dir.join(format!("{name}.corrupt"));
@@ -100,6 +133,23 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_parses_and_moves_a_corrupt_file_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = StateDir::open(tmp.path()).unwrap();
+        let parse = |t: &str| t.trim().parse::<u32>().map_err(|e| e.to_string());
+        assert_eq!(st.load("n", "number", "using none", parse), None);
+        st.write("n", "42\n").unwrap();
+        assert_eq!(st.load("n", "number", "using none", parse), Some(42));
+        st.write("n", "forty-two").unwrap();
+        assert_eq!(st.load("n", "number", "using none", parse), None);
+        assert_eq!(st.read("n").unwrap(), None, "moved aside");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("n.corrupt")).unwrap(),
+            "forty-two"
+        );
+    }
 
     #[test]
     fn write_then_read_and_replace() {

@@ -811,32 +811,18 @@ fn write_backoff() -> ExponentialBuilder {
 }
 
 fn load_breakers(state: &StateDir, reset: Duration) -> BTreeMap<i64, Breaker> {
-    let text = match state.read(BREAKER_FILE) {
-        Ok(Some(t)) => t,
-        Ok(None) => return BTreeMap::new(),
-        Err(e) => {
-            warn!(file = %state.path(BREAKER_FILE).display(), error = %e, "cannot read the circuit breaker state; starting with all breakers closed");
-            return BTreeMap::new();
-        }
-    };
-    match breaker::from_text(&text, Instant::now(), SystemTime::now(), reset) {
-        Ok(book) => {
-            if !book.is_empty() {
-                info!(breakers = book.len(), "circuit breaker state loaded");
-            }
-            book
-        }
-        Err(e) => {
-            let moved = state.quarantine(BREAKER_FILE);
-            warn!(
-                file = %state.path(BREAKER_FILE).display(),
-                error = %e,
-                moved_to = ?moved.ok(),
-                "corrupt circuit breaker state; moved aside, starting with all breakers closed"
-            );
-            BTreeMap::new()
-        }
+    let book = state
+        .load(
+            BREAKER_FILE,
+            "circuit breaker state",
+            "starting with all breakers closed",
+            |text| breaker::from_text(text, Instant::now(), SystemTime::now(), reset),
+        )
+        .unwrap_or_default();
+    if !book.is_empty() {
+        info!(breakers = book.len(), "circuit breaker state loaded");
     }
+    book
 }
 
 /// Local wall-clock time now, as notes show it.

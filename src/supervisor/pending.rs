@@ -179,27 +179,14 @@ impl PendingClears {
 /// The saved clears; empty when there is no file, it cannot be read, or it is corrupt (then
 /// moved aside as `owed_clears.corrupt`).
 fn read_owed(state: &StateDir) -> HashMap<i64, Owed> {
-    let text = match state.read(OWED_FILE) {
-        Ok(Some(t)) => t,
-        Ok(None) => return HashMap::new(),
-        Err(e) => {
-            warn!(file = %state.path(OWED_FILE).display(), error = %e, "cannot read the owed alarm clears; alarms still raised are handled as new ones");
-            return HashMap::new();
-        }
-    };
-    match from_text(&text, SystemTime::now()) {
-        Ok(owed) => owed,
-        Err(e) => {
-            let moved = state.quarantine(OWED_FILE);
-            warn!(
-                file = %state.path(OWED_FILE).display(),
-                error = %e,
-                moved_to = ?moved.ok(),
-                "corrupt owed alarm clears; moved aside, alarms still raised are handled as new ones"
-            );
-            HashMap::new()
-        }
-    }
+    state
+        .load(
+            OWED_FILE,
+            "owed alarm clears",
+            "alarms still raised are handled as new ones",
+            |text| from_text(text, SystemTime::now()),
+        )
+        .unwrap_or_default()
 }
 
 /// Says that a clear owed too long is dropped (the alarm is handled as a new one).
