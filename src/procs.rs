@@ -124,27 +124,24 @@ fn proc_path(pid: i32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }
 
-/// Fields of /proc/PID/stat after the comm: index 0 is field 3 (state).
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(proc_path(pid, "stat")).ok()?;
-    // comm (field 2) is in parentheses and may itself contain ')' and spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
+/// `pid`'s /proc/PID/stat line, parsed.
+fn stat_of(pid: i32) -> Option<StatLine> {
+    parse_stat(&std::fs::read_to_string(proc_path(pid, "stat")).ok()?)
 }
 
 /// Process state letter from /proc/PID/stat (field 3), or None if unreadable.
 fn proc_state(pid: i32) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
+    Some(stat_of(pid)?.state)
 }
 
 /// Start time (field 22) of `pid`.
 fn start_time(pid: i32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
+    Some(stat_of(pid)?.start_time)
 }
 
 /// Parent pid (field 4) of `pid`.
 fn parent_of(pid: i32) -> Option<i32> {
-    stat_fields(pid)?.get(1)?.parse().ok()
+    Some(stat_of(pid)?.ppid)
 }
 
 /// True when `pid` exists and is not a zombie (or dead).
@@ -797,6 +794,13 @@ mod tests {
         assert!(took >= Duration::from_millis(300), "{took:?}");
         assert!(took < Duration::from_secs(3), "{took:?}");
         assert!(!is_alive(pid));
+    }
+
+    /// Fields of /proc/PID/stat after the comm: index 0 is field 3 (state).
+    fn stat_fields(pid: i32) -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(proc_path(pid, "stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        Some(rest.split_whitespace().map(str::to_string).collect())
     }
 
     #[tokio::test]
