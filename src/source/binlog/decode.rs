@@ -54,8 +54,6 @@ pub struct Procese {
     pub names: Vec<String>,
     table_id: Option<u64>,
     mapped: HashSet<u64>,
-    /// The names were read when the connection began and no TABLE_MAP came since.
-    fresh: bool,
 }
 
 impl Procese {
@@ -64,7 +62,6 @@ impl Procese {
     pub fn with_names(names: Vec<String>) -> Procese {
         Procese {
             names,
-            fresh: true,
             ..Procese::default()
         }
     }
@@ -81,10 +78,6 @@ pub struct Decoder {
     pub names: Vec<String>,
     table_id: Option<u64>,
     mapped: HashSet<u64>,
-    /// `names` were read when the connection began and no TABLE_MAP came since: the first one
-    /// needs no second read (a fleet's daemons all see it at once) unless its column count
-    /// differs.
-    fresh: bool,
     /// The GTID of the transaction in progress; it becomes the position's at its end.
     pending_gtid: Option<String>,
     /// The same for MySQL, as `(uuid, gno)` (untagged GTIDs only).
@@ -111,7 +104,6 @@ impl Decoder {
             names,
             table_id: None,
             mapped: HashSet::new(),
-            fresh: true,
             pending_gtid: None,
             pending_mysql: None,
             in_transaction: false,
@@ -214,8 +206,8 @@ impl Decoder {
         if !self.ours(database, table) {
             return self.procese_map(database, table, id, columns);
         }
-        self.table_id = Some(id);
-        if remap_needed(&mut self.mapped, &mut self.fresh, &self.names, id, columns) {
+        let first = self.table_id.replace(id).is_none();
+        if remap_needed(&mut self.mapped, first, &self.names, id, columns) {
             Step::Remap
         } else {
             Step::Nothing
@@ -230,8 +222,8 @@ impl Decoder {
         let Some(p) = self.procese.as_mut() else {
             return Step::Nothing;
         };
-        p.table_id = Some(id);
-        if remap_needed(&mut p.mapped, &mut p.fresh, &p.names, id, columns) {
+        let first = p.table_id.replace(id).is_none();
+        if remap_needed(&mut p.mapped, first, &p.names, id, columns) {
             Step::ProceseRemap
         } else {
             Step::Nothing
@@ -318,17 +310,18 @@ impl Decoder {
 }
 
 /// True when a TABLE_MAP under `id` with `columns` columns needs the names read again: the
-/// count differs, or the id is new and the names were not read for this connection's first map.
+/// count differs, or the id is new and it is not the connection's `first` map (whose names
+/// were read when the connection began: a fleet's daemons all see that map at once; a table
+/// whose names were not read has none, so its count differs).
 fn remap_needed(
     mapped: &mut HashSet<u64>,
-    fresh: &mut bool,
+    first: bool,
     names: &[String],
     id: u64,
     columns: u64,
 ) -> bool {
     let stale = columns as usize != names.len();
     let new_id = mapped.insert(id);
-    let first = std::mem::take(fresh);
     stale || (new_id && !first)
 }
 
