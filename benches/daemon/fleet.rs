@@ -44,19 +44,19 @@ pub(crate) enum Others {
     Cgroup,
 }
 
+/// Where `others=cgroup` puts h2..hN: under cgroup v1's `cpu` hierarchy, or v2's root.
+const OTHERS_CGROUP_V1: &str = "/sys/fs/cgroup/cpu/monitor_bench_others";
+const OTHERS_CGROUP_V2: &str = "/sys/fs/cgroup/monitor_bench_others";
+
 /// The CPU cgroup of `others=cgroup`: cgroup v1's `cpu` hierarchy with `cpu.shares = 2`, or
 /// v2 with `cpu.weight = 1` (the cpu controller enabled for the root's children).
 fn others_cgroup() -> PathBuf {
-    let v1 = Path::new("/sys/fs/cgroup/cpu");
-    let (dir, knob, value) = if v1.join("cpu.shares").exists() {
-        (v1.join("monitor_bench_others"), "cpu.shares", "2")
+    let (dir, knob, value) = if Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists() {
+        (OTHERS_CGROUP_V1, "cpu.shares", "2")
     } else {
-        (
-            PathBuf::from("/sys/fs/cgroup/monitor_bench_others"),
-            "cpu.weight",
-            "1",
-        )
+        (OTHERS_CGROUP_V2, "cpu.weight", "1")
     };
+    let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(dir.join(knob), value))
         .unwrap_or_else(|e| {
@@ -338,8 +338,7 @@ fn stop_fleet(daemons: Vec<Daemon>) {
         let _ = Command::new("kill").arg(d.pid().to_string()).status();
     }
     drop(daemons);
-    let cgroup = Path::new("/sys/fs/cgroup/cpu/monitor_bench_others");
-    for dir in [cgroup, Path::new("/sys/fs/cgroup/monitor_bench_others")] {
+    for dir in [OTHERS_CGROUP_V1, OTHERS_CGROUP_V2] {
         let _ = std::fs::remove_dir(dir);
     }
 }
