@@ -28,21 +28,6 @@ async fn is_mariadb(db: &TestDb) -> bool {
     db.query_strings("SELECT VERSION()").await[0].contains("MariaDB")
 }
 
-/// Raises alarm `id` and asserts it is handled within a second (the sweep is an hour away).
-async fn handled_by_binlog(db: &TestDb, id: i64) {
-    let t = Instant::now();
-    db.set_alarm(id).await;
-    assert!(
-        db.wait_cleared(id, Duration::from_secs(5)).await,
-        "alarm {id} never cleared"
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "alarm {id} took {:?}: the binlog did not see it",
-        t.elapsed()
-    );
-}
-
 /// The type of every event in the server's binlog files (SHOW BINLOG EVENTS).
 async fn event_types(db: &TestDb) -> Vec<String> {
     use mysql_async::prelude::Queryable;
@@ -75,11 +60,11 @@ async fn mariadb_compressed_events_are_decoded_by_the_binlog() {
     db.add_process(2, "svc2").await;
     let daemon = Daemon::start(s.config(&db, SERVICE));
     assert!(connected(&s).await, "binlog never connected");
-    handled_by_binlog(&db, 1).await;
+    db.handled_by_binlog(1).await;
     // DDL arrives as a compressed query event: the columns are mapped again.
     db.exec("ALTER TABLE STATUS_PROCESS ADD COLUMN extra INT NOT NULL DEFAULT 7 FIRST")
         .await;
-    handled_by_binlog(&db, 2).await;
+    db.handled_by_binlog(2).await;
     daemon.stop().await;
     assert_eq!(triggers(&db, 1).await, vec!["binlog"]);
     assert_eq!(triggers(&db, 2).await, vec!["binlog"]);
@@ -151,7 +136,7 @@ async fn lower_case_table_names_1_still_follows_status_process() {
     db.add_process(1, "svc1").await;
     let daemon = Daemon::start(s.config(&db, SERVICE));
     assert!(connected(&s).await, "binlog never connected");
-    handled_by_binlog(&db, 1).await;
+    db.handled_by_binlog(1).await;
     daemon.stop().await;
     assert_eq!(triggers(&db, 1).await, vec!["binlog"]);
 }
@@ -183,7 +168,7 @@ async fn a_statement_format_change_kicks_a_sweep_at_once() {
         t.elapsed()
     );
     // Row format again: the binlog itself.
-    handled_by_binlog(&db, 2).await;
+    db.handled_by_binlog(2).await;
     daemon.stop().await;
     assert_eq!(triggers(&db, 1).await, vec!["sweep"]);
     assert_eq!(triggers(&db, 2).await, vec!["binlog"]);

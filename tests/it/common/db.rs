@@ -285,6 +285,22 @@ impl TestDb {
         row.unwrap_or_else(|| panic!("no STATUS_PROCESS row {id} in {}", self.name))
     }
 
+    /// Raises alarm `id` and asserts it is handled within a second (the tests that call this
+    /// put the sweep far away: only the binlog can be that fast).
+    pub async fn handled_by_binlog(&self, id: i64) {
+        let t = Instant::now();
+        self.set_alarm(id).await;
+        assert!(
+            self.wait_cleared(id, Duration::from_secs(5)).await,
+            "alarm {id} never cleared"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "alarm {id} took {:?}: the binlog did not see it",
+            t.elapsed()
+        );
+    }
+
     /// Waits until the alarm of a process is 0; false on timeout.
     pub async fn wait_cleared(&self, id: i64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
