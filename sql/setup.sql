@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS STATUS_PROCESS (
 
 -- Optional: one row per restart procedure (the daemon works without it and
 -- says so once). `trigger` is a reserved word: always backquote it.
---   trigger: binlog, sweep, startup, manual, breaker
+--   trigger: binlog, sweep, startup, manual, breaker (a half-open trial)
 --   outcome: success, failed, refused, skipped
 CREATE TABLE IF NOT EXISTS RESTART_HISTORY (
   id           BIGINT AUTO_INCREMENT PRIMARY KEY,

@@ -240,9 +240,10 @@ impl Supervisor {
         if let Some((until, first)) = self.silenced(id, &name, source).await {
             return Handled::Silenced { until, first };
         }
-        if let Some(blocked) = self.breaker_gate(id, &name, source).await {
-            return blocked;
-        }
+        let source = match self.breaker_gate(id, &name, source).await {
+            Ok(source) => source,
+            Err(blocked) => return blocked,
+        };
         let config = self.config();
         if self.dry_run {
             return dry_run(id, &name, source, config.process(&name));
@@ -307,8 +308,15 @@ impl Supervisor {
             .ok_or(Handled::Refused)
     }
 
-    /// The circuit breaker's say: `Some(Blocked)` (noted once per open period) or `None` to go on.
-    async fn breaker_gate(&self, id: i64, name: &str, source: TriggerSource) -> Option<Handled> {
+    /// The circuit breaker's say: `Err(Blocked)` (noted once per open period) or the trigger to
+    /// go on with; a half-open trial is the breaker's, whichever trigger (sweep, binlog, the
+    /// breaker's own re-check) reached it first.
+    async fn breaker_gate(
+        &self,
+        id: i64,
+        name: &str,
+        source: TriggerSource,
+    ) -> Result<TriggerSource, Handled> {
         let decision = self
             .breakers
             .lock()
@@ -339,13 +347,13 @@ impl Supervisor {
                     "circuit breaker open",
                     None,
                 );
-                Some(Handled::Blocked)
+                Err(Handled::Blocked)
             }
             Decision::Proceed { trial: true } => {
-                info!(process = %name, process_id = id, "circuit breaker half-open: trial restart");
-                None
+                info!(process = %name, process_id = id, found_by = %source, "circuit breaker half-open: trial restart");
+                Ok(TriggerSource::Breaker)
             }
-            Decision::Proceed { trial: false } => None,
+            Decision::Proceed { trial: false } => Ok(source),
         }
     }
 
