@@ -139,6 +139,13 @@ pub enum Plan {
     Process(Start),
 }
 
+/// True when what runs on the host can change the plan for this strategy and `unit` key:
+/// only the `service` strategy with the unit named in the config is decided without looking
+/// (always `systemctl restart UNIT`, no fallback), so its /proc scan is skipped.
+pub fn needs_host_facts(strategy: Strategy, unit: Option<&str>) -> bool {
+    !(strategy == Strategy::Service && unit.is_some())
+}
+
 /// Decides how to restart from `facts` (see DESIGN.md section 4): a process in a `.service`
 /// unit goes through that unit; a row alone may restart a running process from its own
 /// command line or a loaded `.service` unit, and nothing else.
@@ -309,6 +316,60 @@ mod tests {
             unit: unit.map(str::to_string),
             not_relaunchable: None,
         })
+    }
+
+    /// Every combination of what the host could show: what `needs_host_facts` skips.
+    fn host_variants<'a>(base: &Facts<'a>) -> Vec<Facts<'a>> {
+        let mut out = Vec::new();
+        for run in [
+            None,
+            running(None),
+            running(Some("other.service")),
+            running(Some("monitor_service.service")),
+            Some(Running {
+                pid: 7,
+                unit: None,
+                not_relaunchable: Some("deleted".into()),
+            }),
+        ] {
+            for unit_file in [false, true] {
+                let mut f = base.clone();
+                f.running = run.clone();
+                f.unit_file = unit_file;
+                f.own_unit = Some("monitor_service.service");
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn only_service_with_a_configured_unit_is_planned_without_the_host() {
+        for strategy in [Strategy::Auto, Strategy::Service, Strategy::Process] {
+            for unit in [None, Some("web.service")] {
+                for (configured, start_command) in [(false, false), (true, false), (true, true)] {
+                    let mut base = facts("web", strategy);
+                    base.unit = unit;
+                    base.configured = configured;
+                    base.start_command = start_command;
+                    let plans: Vec<Plan> = host_variants(&base).iter().map(plan).collect();
+                    let same = plans.iter().all(|p| *p == plans[0]);
+                    if !needs_host_facts(strategy, unit) {
+                        assert!(same, "{strategy:?} {unit:?}: {plans:?}");
+                        assert_eq!(
+                            plans[0],
+                            Plan::Service {
+                                unit: "web.service".into(),
+                                fallback: None
+                            }
+                        );
+                    } else if !(strategy == Strategy::Process && start_command) {
+                        // Where the host is looked at, it matters.
+                        assert!(!same, "{strategy:?} {unit:?} {configured}: {plans:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

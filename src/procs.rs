@@ -193,10 +193,14 @@ fn parse_identity(status: &str) -> Option<Identity> {
 /// Exact-name rule: basename of argv[0] == name, or comm == name; names longer than what
 /// comm holds need comm == the truncated name and argv[0] or exe basename == name. A name of
 /// exactly 15 bytes does not match through comm when the executable's longer name was truncated to it.
-fn matches_name(pid: i32, name: &str, cmdline: &[String], comm: &str) -> bool {
-    if cmdline.first().is_some_and(|a0| basename(a0) == name) {
+/// `comm` is only asked for when argv[0] does not decide.
+fn matches_name(pid: i32, name: &str, argv0: &[u8], comm: impl FnOnce() -> Option<String>) -> bool {
+    if basename_bytes(argv0) == name.as_bytes() {
         return true;
     }
+    let Some(comm) = comm() else {
+        return false;
+    };
     if name.len() < COMM_LEN {
         return comm == name;
     }
@@ -207,6 +211,18 @@ fn matches_name(pid: i32, name: &str, cmdline: &[String], comm: &str) -> bool {
     }
     let truncated = &name.as_bytes()[..COMM_LEN];
     comm.as_bytes() == truncated && exe_basename(pid).is_some_and(|exe| exe == name)
+}
+
+/// The last `/`-separated piece of a raw path.
+fn basename_bytes(path: &[u8]) -> &[u8] {
+    path.rsplit(|b| *b == b'/').next().unwrap_or(path)
+}
+
+/// /proc/PID/comm without its newline.
+fn comm_of(pid: i32, buf: &mut Vec<u8>) -> Option<String> {
+    read_proc(pid, "comm", buf)?;
+    let raw = buf.strip_suffix(b"\n").unwrap_or(buf);
+    Some(String::from_utf8_lossy(raw).into_owned())
 }
 
 /// The daemon's PID and mount namespaces (`None` when they cannot be read).
@@ -282,21 +298,33 @@ fn split_cmdline(raw: &[u8]) -> Vec<String> {
     args
 }
 
-/// The process `pid` when its name is `name`: its stat line and command line are read (one
-/// buffer for the whole scan); kernel threads, zombies and other names stop there.
-fn inspect(pid: i32, name: &str, buf: &mut Vec<u8>) -> Option<ProcInfo> {
+/// A scan's two read buffers: the command line, and the other /proc files.
+#[derive(Default)]
+struct ScanBuffers {
+    cmdline: Vec<u8>,
+    other: Vec<u8>,
+}
+
+/// The process `pid` when its name is `name`. A scan reads every process's command line
+/// (empty for kernel threads and zombies) and, unless argv[0] names it, its comm; only a
+/// process of that name has its stat line and the rest read. One buffer serves the scan.
+fn inspect(pid: i32, name: &str, bufs: &mut ScanBuffers) -> Option<ProcInfo> {
+    let ScanBuffers {
+        cmdline,
+        other: buf,
+    } = bufs;
+    read_proc(pid, "cmdline", cmdline)?;
+    if cmdline.is_empty() || cmdline[..] == [0] {
+        // A kernel thread, a zombie, or a process exiting right now.
+        return None;
+    }
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    if !matches_name(pid, name, argv0, || comm_of(pid, buf)) {
+        return None;
+    }
     read_proc(pid, "stat", buf)?;
     let stat = parse_stat(std::str::from_utf8(buf).ok()?)?;
     if matches!(stat.state, 'Z' | 'X' | 'x') || stat.flags & PF_KTHREAD != 0 {
-        return None;
-    }
-    read_proc(pid, "cmdline", buf)?;
-    let cmdline = split_cmdline(buf);
-    if cmdline.is_empty() {
-        // A process exiting right now.
-        return None;
-    }
-    if !matches_name(pid, name, &cmdline, &stat.comm) {
         return None;
     }
     let status = std::fs::read_to_string(proc_path(pid, "status")).ok()?;
@@ -304,7 +332,7 @@ fn inspect(pid: i32, name: &str, buf: &mut Vec<u8>) -> Option<ProcInfo> {
         pid,
         ppid: stat.ppid,
         start_time: stat.start_time,
-        cmdline,
+        cmdline: split_cmdline(cmdline),
         cwd: std::fs::read_link(proc_path(pid, "cwd")).ok(),
         exe: std::fs::read_link(proc_path(pid, "exe")).ok(),
         identity: parse_identity(&status)?,
@@ -323,12 +351,12 @@ pub fn find_by_name(name: &str) -> Vec<ProcInfo> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut buf = Vec::with_capacity(4096);
+    let mut bufs = ScanBuffers::default();
     let mut found: Vec<ProcInfo> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid > 0 && !protected.contains(pid))
-        .filter_map(|pid| inspect(pid, name, &mut buf))
+        .filter_map(|pid| inspect(pid, name, &mut bufs))
         .filter(|p| own_ns.is_none() || namespaces(&p.pid.to_string()) == own_ns)
         .collect();
     found.sort_by_key(|p| p.pid);
@@ -1047,28 +1075,30 @@ mod tests {
 
     #[test]
     fn name_rules() {
-        let cmd = args(&["/usr/sbin/nginx", "-g", "daemon off;"]);
-        assert!(matches_name(-1, "nginx", &cmd, "nginx"));
-        assert!(!matches_name(-1, "ngin", &cmd, "nginx"));
+        let comm = |c: &'static str| move || Some(c.to_string());
+        let nginx = b"/usr/sbin/nginx".as_slice();
+        assert!(matches_name(-1, "nginx", nginx, comm("nginx")));
+        assert!(!matches_name(-1, "ngin", nginx, comm("nginx")));
+        // argv[0] decides without comm being read.
+        assert!(matches_name(-1, "nginx", nginx, || None));
         // comm alone matches for short names (argv[0] rewritten by the process).
-        let titled = args(&["nginx: master process /usr/sbin/nginx"]);
-        assert!(matches_name(-1, "nginx", &titled, "nginx"));
-        assert!(!matches_name(-1, "nginx: master", &titled, "nginx"));
+        let titled = b"nginx: master process /usr/sbin/nginx".as_slice();
+        assert!(matches_name(-1, "nginx", titled, comm("nginx")));
+        assert!(!matches_name(-1, "nginx: master", titled, comm("nginx")));
+        // comm unreadable (the process is gone): no match.
+        let worker = b"nginx: worker process".as_slice();
+        assert!(matches_name(-1, "nginx", worker, comm("nginx")));
+        assert!(!matches_name(-1, "nginx", worker, || None));
         // Long name: argv[0] basename suffices.
-        let long = args(&["/opt/x/a_very_long_process_name"]);
-        assert!(matches_name(
-            -1,
-            "a_very_long_process_name",
-            &long,
-            "a_very_long_pro"
-        ));
+        let long = b"/opt/x/a_very_long_process_name".as_slice();
+        let name = "a_very_long_process_name";
+        assert!(matches_name(-1, name, long, comm("a_very_long_pro")));
         // Long name: truncated comm alone (no exe for pid -1) is not enough.
-        let other = args(&["something"]);
         assert!(!matches_name(
             -1,
-            "a_very_long_process_name",
-            &other,
-            "a_very_long_pro"
+            name,
+            b"something",
+            comm("a_very_long_pro")
         ));
     }
 }

@@ -25,6 +25,9 @@ pub(crate) struct Plan {
     pub replica: bool,
     /// How the daemons of h2..hN run.
     pub others: Others,
+    /// Each process has its `[process.pN] unit = pN.service` (`units=config`): the service
+    /// strategy then decides without scanning /proc.
+    pub units_in_config: bool,
 }
 
 /// How the daemons other than h1's run.
@@ -66,7 +69,7 @@ fn others_cgroup() -> PathBuf {
 }
 
 impl Plan {
-    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep|cgroup]`.
+    /// `fleet [replica] [N...] [idle=S] [alarms=A] [gap=MS] [noise=S] [rate=R] [others=nice|sweep|cgroup] [units=config]`.
     pub fn parse(args: &[String]) -> Plan {
         let mut p = Plan {
             ns: Vec::new(),
@@ -77,6 +80,7 @@ impl Plan {
             noise: Duration::from_secs(10),
             replica: false,
             others: Others::Same,
+            units_in_config: false,
         };
         for a in args {
             let num = |v: &str| -> u64 {
@@ -94,8 +98,9 @@ impl Plan {
                 Some(("others", "nice")) => p.others = Others::Niced,
                 Some(("others", "sweep")) => p.others = Others::Sweep,
                 Some(("others", "cgroup")) => p.others = Others::Cgroup,
+                Some(("units", "config")) => p.units_in_config = true,
                 Some(_) => {
-                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R or others=nice|sweep|cgroup")
+                    panic!("fleet: {a}: expected replica, N, idle=S, alarms=A, gap=MS, noise=S, rate=R, others=nice|sweep|cgroup or units=config")
                 }
             }
         }
@@ -282,7 +287,8 @@ fn next_server_id() -> u32 {
 
 /// Starts the daemons of hosts h1..hN (all spawned, then each waited for); returns them and
 /// the time until all follow the binlog.
-fn start_fleet(b: &Bench, servers: &Servers, n: usize, others: Others) -> (Vec<Daemon>, Duration) {
+fn start_fleet(b: &Bench, servers: &Servers, n: usize, plan: &Plan) -> (Vec<Daemon>, Duration) {
+    let others = plan.others;
     let binlog_section = servers.replica.as_ref().map(|url| {
         let o = Opts::from_url(url).unwrap();
         format!(
@@ -301,6 +307,12 @@ fn start_fleet(b: &Bench, servers: &Servers, n: usize, others: Others) -> (Vec<D
         let dir = b.dir.join(format!("h{h}"));
         let monitor = format!("host = h{h}\n");
         let streams = h == 1 || others != Others::Sweep;
+        let units = if plan.units_in_config {
+            unit_sections(h)
+        } else {
+            String::new()
+        };
+        let sections = format!("{}{units}", binlog_section.as_deref().unwrap_or(""));
         let config = b.daemon_config(&DaemonConf {
             dir: &dir,
             check_interval: "300",
@@ -308,7 +320,7 @@ fn start_fleet(b: &Bench, servers: &Servers, n: usize, others: Others) -> (Vec<D
             parallel: 4,
             server_id: next_server_id(),
             monitor_extra: &monitor,
-            sections_extra: binlog_section.as_deref().unwrap_or(""),
+            sections_extra: &sections,
         });
         let nice = (others == Others::Niced && h > 1).then_some(19);
         let d = spawn_daemon_niced(&dir, &config, nice);
@@ -330,6 +342,14 @@ fn start_fleet(b: &Bench, servers: &Servers, n: usize, others: Others) -> (Vec<D
         std::thread::sleep(Duration::from_secs(2));
     }
     (daemons, t0.elapsed())
+}
+
+/// `[process.pN] unit = pN.service` for host `h`'s processes.
+fn unit_sections(h: usize) -> String {
+    let first = (h - 1) * PER_HOST + 1;
+    (first..first + PER_HOST)
+        .map(|i| format!("\n[process.p{i}]\nunit = p{i}.service\n"))
+        .collect()
 }
 
 /// SIGTERM to every daemon at once, then waits for each.
@@ -479,7 +499,7 @@ async fn baseline(servers: &Servers, pids: &ServerPids, plan: &Plan) -> Row {
 /// N daemons: start, idle window, alarms on h1, noise window, stop.
 async fn fleet_of(servers: &Servers, pids: &ServerPids, plan: &Plan, n: usize, base: &Row) -> Row {
     let b = fleet_db(servers, n).await;
-    let (daemons, start) = start_fleet(&b, servers, n, plan.others);
+    let (daemons, start) = start_fleet(&b, servers, n, plan);
     // The start-up upserts and first heartbeats settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (idle, daemons_idle, others) = idle_window(pids, &daemons, plan.idle).await;
@@ -592,7 +612,12 @@ pub(crate) async fn fleet(plan: &Plan) {
             "; the daemons of h2..hN in a CPU cgroup of the least weight, as if on other machines"
         }
     };
-    println!("## Fleet: N daemons on one database ({via}{niced})");
+    let units = if plan.units_in_config {
+        "; each process with `unit = pN.service` in its section (no /proc scan)"
+    } else {
+        ""
+    };
+    println!("## Fleet: N daemons on one database ({via}{niced}{units})");
     println!();
     println!(
         "Server {}. Each daemon: its own `[monitor] host = hK`, 10 processes in PROCESE (host column, index idx_host), distinct server_id, check_interval = 300, binlog on, release build, `systemctl` = bench/stamp.c. \

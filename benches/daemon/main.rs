@@ -382,13 +382,16 @@ fn spawn_daemon_niced(dir: &Path, config: &str, nice: Option<u8>) -> Daemon {
     std::fs::write(&path, config).unwrap();
     // It holds the password: 0600, or the daemon warns.
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // `MONITOR_BENCH_DAEMON_BIN=PATH`: another build of the daemon (an A/B against a commit).
+    let bin = std::env::var("MONITOR_BENCH_DAEMON_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_monitor_service").to_string());
     let mut cmd = match nice {
         Some(n) => {
             let mut c = Command::new("nice");
-            c.args(["-n", &n.to_string(), env!("CARGO_BIN_EXE_monitor_service")]);
+            c.args(["-n", &n.to_string(), &bin]);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_monitor_service")),
+        None => Command::new(&bin),
     };
     // `MONITOR_BENCH_DAEMON_WORKERS=N`: the daemons' tokio worker threads (TOKIO_WORKER_THREADS).
     if let Ok(n) = std::env::var("MONITOR_BENCH_DAEMON_WORKERS") {
@@ -537,7 +540,9 @@ async fn alarm_series(
     {
         if let Some((u, t)) = l.split_once(' ') {
             if let Ok(t) = t.parse() {
-                stamps.entry(u.to_string()).or_default().push_back(t);
+                // `systemctl restart pN` or, with the unit in the config, `pN.service`.
+                let process = u.strip_suffix(".service").unwrap_or(u);
+                stamps.entry(process.to_string()).or_default().push_back(t);
             }
         }
     }

@@ -51,7 +51,13 @@ pub struct Decision {
 /// Looks at the host (running processes, their unit, systemd's units) and decides how to
 /// restart, or refuses.
 pub async fn decide(s: &Subject<'_>) -> Decision {
-    let found = procs::find_by_name(s.name);
+    let look = policy::needs_host_facts(s.settings.restart_strategy, s.settings.unit.as_deref());
+    let found = if look {
+        procs::find_by_name(s.name)
+    } else {
+        debug!(process = %s.name, "service strategy with a configured unit: /proc not scanned");
+        Vec::new()
+    };
     let root = procs::tree_root(&found);
     let own = root.map(procs::relaunch_of);
     let running = root.map(|r| Running {
@@ -67,7 +73,7 @@ pub async fn decide(s: &Subject<'_>) -> Decision {
         start_command: s.settings.start_command.is_some(),
         running,
         own_unit: s.own_unit,
-        unit_file: !s.configured && root.is_none() && systemctl::unit_file_exists(s.name),
+        unit_file: look && !s.configured && root.is_none() && systemctl::unit_file_exists(s.name),
     };
     let plan = resolve(policy::plan(&facts), s).await;
     debug!(process = %s.name, plan = ?plan, "restart decided");
