@@ -307,7 +307,7 @@ struct ScanBuffers {
 
 /// The process `pid` when its name is `name`. A scan reads every process's command line
 /// (empty for kernel threads and zombies) and, unless argv[0] names it, its comm; only a
-/// process of that name has its stat line and the rest read. One buffer serves the scan.
+/// process of that name has its stat line and the rest read. Two buffers serve the scan.
 fn inspect(pid: i32, name: &str, bufs: &mut ScanBuffers) -> Option<ProcInfo> {
     let ScanBuffers {
         cmdline,
