@@ -245,25 +245,21 @@ pub fn protected_pids() -> Vec<i32> {
 /// `PF_KTHREAD` in the flags of /proc/PID/stat: a kernel thread (no command line to match).
 const PF_KTHREAD: u64 = 0x0020_0000;
 
-/// What a scan needs from /proc/PID/stat: one read instead of stat, comm and a probe.
+/// What the daemon reads from /proc/PID/stat: a process's state, parent, flags and start time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StatLine {
-    comm: String,
     state: char,
     ppid: i32,
     flags: u64,
     start_time: u64,
 }
 
-/// Parses a /proc/PID/stat line (comm is between the first '(' and the last ')', and may
-/// itself hold spaces and parentheses).
+/// Parses a /proc/PID/stat line: the fields after comm, which ends at the last ')' (comm
+/// may itself hold spaces and parentheses).
 fn parse_stat(line: &str) -> Option<StatLine> {
-    let open = line.find('(')?;
     let close = line.rfind(')')?;
-    let comm = line.get(open + 1..close)?.to_string();
     let fields: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
     Some(StatLine {
-        comm,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         flags: fields.get(6)?.parse().ok()?,
@@ -989,7 +985,6 @@ mod tests {
     fn stat_line_parsed_with_odd_comm() {
         let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615";
         let s = parse_stat(line).unwrap();
-        assert_eq!(s.comm, "a) b (c)");
         assert_eq!(
             (s.state, s.ppid, s.flags, s.start_time),
             ('S', 1, 4194560, 987654)
