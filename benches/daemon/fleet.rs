@@ -289,6 +289,7 @@ fn next_server_id() -> u32 {
 /// the time until all follow the binlog.
 fn start_fleet(b: &Bench, servers: &Servers, n: usize, plan: &Plan) -> (Vec<Daemon>, Duration) {
     let others = plan.others;
+    let cgroup_procs = (others == Others::Cgroup).then(|| others_cgroup().join("cgroup.procs"));
     let binlog_section = servers.replica.as_ref().map(|url| {
         let o = Opts::from_url(url).unwrap();
         format!(
@@ -324,9 +325,8 @@ fn start_fleet(b: &Bench, servers: &Servers, n: usize, plan: &Plan) -> (Vec<Daem
         });
         let nice = (others == Others::Niced && h > 1).then_some(19);
         let d = spawn_daemon_niced(&dir, &config, nice);
-        if others == Others::Cgroup && h > 1 {
-            let procs = others_cgroup().join("cgroup.procs");
-            std::fs::write(&procs, d.pid().to_string()).unwrap();
+        if let Some(procs) = cgroup_procs.as_ref().filter(|_| h > 1) {
+            std::fs::write(procs, d.pid().to_string()).unwrap();
         }
         started.push((d, dir, streams));
     }

@@ -8,7 +8,7 @@
 //! cargo bench --bench daemon -- noise [SECONDS=15]
 //! cargo bench --bench daemon -- footprint [SECONDS=60]
 //! cargo bench --bench daemon -- sweep [ROWS=100000] [RUNS=1000]
-//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep|cgroup]
+//! cargo bench --bench daemon -- fleet [replica] [N=1 10 50 100] [idle=20] [alarms=200] [gap=50] [noise=10] [rate=1000] [others=nice|sweep|cgroup] [units=config]
 //! cargo bench --bench daemon -- streams [N=10] [tls] [writes=200]
 //! cargo bench --bench daemon -- smoke          (all of them, tiny, < 2 minutes; for CI)
 //! cargo bench --bench daemon -- all            (all of them, full size)
