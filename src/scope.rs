@@ -77,6 +77,37 @@ pub fn mine_sql(column: Column) -> Option<&'static str> {
     }
 }
 
+/// `status`'s query: every STATUS_PROCESS row with its PROCESE name and notes, only this
+/// daemon's when there is a host column (the one parameter then is the normalized host name).
+pub fn status_sql(column: Column) -> &'static str {
+    match column {
+        Column::Absent => {
+            "SELECT s.process_id, p.process_name, s.alarma, s.notes FROM STATUS_PROCESS s \
+             LEFT JOIN PROCESE p ON p.process_id = s.process_id ORDER BY s.process_id"
+        }
+        Column::CaseInsensitive => {
+            "SELECT s.process_id, p.process_name, s.alarma, s.notes FROM STATUS_PROCESS s \
+             JOIN PROCESE p ON p.process_id = s.process_id WHERE p.host = ? ORDER BY s.process_id"
+        }
+        Column::CaseSensitive => {
+            "SELECT s.process_id, p.process_name, s.alarma, s.notes FROM STATUS_PROCESS s \
+             JOIN PROCESE p ON p.process_id = s.process_id WHERE LOWER(p.host) = ? ORDER BY s.process_id"
+        }
+    }
+}
+
+/// What PROCESE's `host` column is like on `conn`'s database (information_schema).
+pub async fn column(conn: &mut Conn) -> Result<Column, mysql_async::Error> {
+    let collation: Option<Option<String>> =
+        "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'PROCESE' AND COLUMN_NAME = 'host'"
+            .first(&mut *conn)
+            .await?;
+    Ok(Column::from_collation(
+        collation.as_ref().map(|c| c.as_deref()),
+    ))
+}
+
 /// One change to the process-id -> host map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
@@ -279,12 +310,7 @@ impl Scope {
     /// Re-reads the column and the map on `conn`.
     pub async fn load(&self, conn: &mut Conn) -> Result<Column, mysql_async::Error> {
         let loading = self.begin_load();
-        let collation: Option<Option<String>> =
-            "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'PROCESE' AND COLUMN_NAME = 'host'"
-                .first(&mut *conn)
-                .await?;
-        let column = Column::from_collation(collation.as_ref().map(|c| c.as_deref()));
+        let column = column(conn).await?;
         let mine: Vec<i64> = match mine_sql(column) {
             Some(sql) => sql.with((self.own.as_str(),)).fetch(&mut *conn).await?,
             None => Vec::new(),
@@ -430,11 +456,7 @@ pub async fn unowned(
     own: &str,
     live: Option<&HashSet<String>>,
 ) -> Result<Unowned, mysql_async::Error> {
-    let present: Option<i64> = "SELECT COUNT(*) FROM information_schema.COLUMNS \
-         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'PROCESE' AND COLUMN_NAME = 'host'"
-        .first(&mut *conn)
-        .await?;
-    if present.unwrap_or(0) == 0 {
+    if !column(conn).await?.present() {
         return Ok(Unowned::default());
     }
     let rows: Vec<(Option<Vec<u8>>, u64)> = "SELECT host, COUNT(*) FROM PROCESE GROUP BY host"

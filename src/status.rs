@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Instant, SystemTime};
 
-use mysql_async::prelude::Queryable;
+use mysql_async::prelude::{Query, Queryable, WithParams};
+use mysql_async::Conn;
 
 use crate::config::Config;
 use crate::db::{Db, DbError};
@@ -107,17 +108,7 @@ pub async fn collect(config: &Config, saved: &Saved) -> Result<(Vec<Row>, Vec<St
     };
     let db = Db::new(&config.database, &config.monitor.history_table);
     let mut conn = db.conn().await?;
-    let rows: Vec<StatusProcessRow> = conn
-        .query(
-            "SELECT s.process_id, p.process_name, s.alarma, s.notes FROM STATUS_PROCESS s \
-             LEFT JOIN PROCESE p ON p.process_id = s.process_id ORDER BY s.process_id",
-        )
-        .await
-        .map_err(|source| DbError::Query {
-            what: "reading STATUS_PROCESS",
-            source,
-            hint: "",
-        })?;
+    let rows = own_rows(&mut conn, &config.monitor.host).await?;
     let history = format!(
         "SELECT h.process_id, DATE_FORMAT(h.finished_at, '%Y-%m-%d %H:%i:%s'), h.outcome FROM `{t}` h \
          JOIN (SELECT process_id, MAX(id) AS id FROM `{t}` GROUP BY process_id) l ON l.id = h.id",
@@ -168,6 +159,20 @@ pub async fn collect(config: &Config, saved: &Saved) -> Result<(Vec<Row>, Vec<St
     Ok((out, remarks))
 }
 
+/// STATUS_PROCESS's rows that are this host's (every row without PROCESE's host column).
+async fn own_rows(conn: &mut Conn, host: &str) -> Result<Vec<StatusProcessRow>, DbError> {
+    let column = scope::column(conn)
+        .await
+        .map_err(read_err("looking for PROCESE's host column"))?;
+    let sql = scope::status_sql(column);
+    let read = if column.present() {
+        sql.with((scope::normalize(host),)).fetch(conn).await
+    } else {
+        sql.fetch(conn).await
+    };
+    read.map_err(read_err("reading STATUS_PROCESS"))
+}
+
 fn read_err(what: &'static str) -> impl Fn(mysql_async::Error) -> DbError {
     move |source| DbError::Query {
         what,
@@ -190,15 +195,21 @@ pub async fn count_unowned(db: &Db, config: &Config) -> Result<Unowned, DbError>
 }
 
 /// The host-scoping line of `status`, e.g. `host web01: 2 process(es) with no host and 0 naming
-/// no live daemon are left alone`.
+/// no live daemon are left alone; other hosts' processes are not listed`.
 pub async fn scope_line(config: &Config) -> Result<String, DbError> {
     let db = Db::new(&config.database, &config.monitor.history_table);
     let counted = count_unowned(&db, config).await;
     db.close().await;
+    let counted = counted?;
+    let listed = if counted.column {
+        "; other hosts' processes are not listed"
+    } else {
+        ""
+    };
     Ok(format!(
-        "host {}: {}",
+        "host {}: {}{listed}",
         config.monitor.host,
-        counted?.describe()
+        counted.describe()
     ))
 }
 

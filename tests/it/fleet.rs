@@ -196,15 +196,27 @@ async fn sweep_handles_own_rows_and_leaves_the_unowned_counted() {
         "a row of no live daemon is left alone"
     );
 
-    // Both daemons are in MONITOR_HOSTS; gamma is not: status counts its row.
+    // Both daemons are in MONITOR_HOSTS; gamma is not: status counts its row, and lists
+    // alpha's own processes only.
     let (code, out, err) = alpha.command(&["status"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains(
-            "host alpha: 1 process(es) with no host and 1 naming no live daemon are left alone"
+            "host alpha: 1 process(es) with no host and 1 naming no live daemon are left alone; other hosts' processes are not listed"
         ),
         "{out}"
     );
+    let listed =
+        |out: &str, name: &str| out.lines().any(|l| l.split_whitespace().any(|w| w == name));
+    assert!(listed(&out, "svc1"), "{out}");
+    for other in ["svc2", "svc3", "svc4"] {
+        assert!(!listed(&out, other), "{other} is not alpha's: {out}");
+    }
+    let (_, json, _) = alpha.command(&["status", "--json"]);
+    assert!(json.contains(r#""process_id":1,"name":"svc1""#), "{json}");
+    assert!(!json.contains(r#""process_id":2,"#), "{json}");
+    let (_, out, _) = beta.command(&["status"]);
+    assert!(listed(&out, "svc2") && !listed(&out, "svc1"), "{out}");
     // --check-config says the same.
     let (code, out, err) = alpha.command(&["--check-config"]);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -248,6 +260,10 @@ async fn without_the_host_column_every_row_is_handled() {
     let (code, out, _) = alpha.command(&["status"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("PROCESE has no host column"), "{out}");
+    assert!(
+        out.contains("svc1") && out.contains("svc2"),
+        "every row is listed: {out}"
+    );
     alpha.stop().await;
     assert_eq!(alpha.calls(), vec!["restart svc1", "restart svc2"]);
     assert!(alpha
@@ -446,6 +462,38 @@ async fn the_setup_sql_account_scopes_and_writes_its_hosts_row() {
         log.contains("1 process(es) with no host and 0 naming no live daemon"),
         "{log}"
     );
+    assert_eq!(alpha.calls(), vec!["restart svc1"]);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_sensitive_host_column_still_matches_the_host_case_insensitively() {
+    let db = TestDb::new().await;
+    db.exec(
+        "ALTER TABLE PROCESE ADD COLUMN host VARCHAR(255) CHARACTER SET utf8mb4 \
+         COLLATE utf8mb4_bin NULL",
+    )
+    .await;
+    db.add_process(1, "svc1").await;
+    db.add_process(2, "svc2").await;
+    db.exec("UPDATE PROCESE SET host = 'ALPHA' WHERE process_id = 1")
+        .await;
+    db.exec("UPDATE PROCESE SET host = 'beta' WHERE process_id = 2")
+        .await;
+    let mut alpha = Host::start(&db, "alpha", "binlog = off\n", "0.5").await;
+    db.set_alarm(1).await;
+    db.set_alarm(2).await;
+    assert!(
+        db.wait_cleared(1, Duration::from_secs(10)).await,
+        "{}",
+        alpha.log()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await; // two more sweeps
+    assert_eq!(db.row(2).await.0, 1, "beta's row is left alone");
+    let (code, out, err) = alpha.command(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("svc1") && !out.contains("svc2"), "{out}");
+    alpha.stop().await;
     assert_eq!(alpha.calls(), vec!["restart svc1"]);
     db.drop_db().await;
 }
